@@ -1,0 +1,205 @@
+"""The consumer loop: C coroutines take items, run the handler, acknowledge; failures retry with backoff.
+
+Shutdown (``stop`` set by a signal, or the queue drained with ``drain``): stop claiming, give back what was
+claimed but not started, let items in progress finish within ``grace`` seconds, acknowledge them, leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.handlers import Handler
+from consumer.metrics import Metrics
+from shared.envelope import Message
+from shared.errors import QueueClosed, Reject
+from shared.latency import Histogram
+from shared.logs import ITEMS
+from shared.queue import RedisQueue
+
+log = logging.getLogger(__name__)
+items_log = logging.getLogger(ITEMS)
+
+
+@dataclass(frozen=True)
+class ConsumeConfig:
+    concurrency: int = 10
+    drain: bool = False
+    grace: float = 10.0
+    timeout: float | None = None
+    retry_base: float = 1.0
+    retry_cap: float = 60.0
+
+
+@dataclass
+class Summary:
+    """What this process did: the end-of-run report."""
+
+    consumer: str
+    processed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+
+    @property
+    def rate(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        lat = self.latency
+        return (
+            f"consumer {self.consumer}: processed {self.processed} items in {self.seconds:.2f} s "
+            f"({self.rate:,.0f} items/s), failed {self.failed}; enqueue-to-start latency "
+            f"p50 {lat.quantile(0.5) * 1000:.2f} ms, p90 {lat.quantile(0.9) * 1000:.2f} ms, "
+            f"p99 {lat.quantile(0.99) * 1000:.2f} ms, max {lat.maximum * 1000:.2f} ms"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        lat = self.latency
+        return {
+            "consumer": self.consumer,
+            "processed": self.processed,
+            "failed": self.failed,
+            "seconds": self.seconds,
+            "items_per_second": self.rate,
+            "latency_ms": {
+                "p50": lat.quantile(0.5) * 1000,
+                "p90": lat.quantile(0.9) * 1000,
+                "p99": lat.quantile(0.99) * 1000,
+                "max": lat.maximum * 1000,
+            },
+        }
+
+
+def backoff(delivery: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter for the ``delivery``-th failure: about base * 2**(n-1), capped."""
+    return float(min(cap, base * 2 ** (delivery - 1)) * random.uniform(0.75, 1.25))
+
+
+def label(payload: Any) -> str:
+    """The seed prints the item's random hex string; show that when the payload has one."""
+    if isinstance(payload, dict) and "data" in payload:
+        return str(payload["data"])
+    if isinstance(payload, list | tuple) and payload:
+        return str(payload[0])
+    return str(payload)
+
+
+class Consumer:
+    """Runs ``config.concurrency`` workers on ``queue`` with ``handler`` until ``stop`` (or drained)."""
+
+    def __init__(
+        self, queue: RedisQueue, handler: Handler, config: ConsumeConfig, metrics: Metrics | None = None
+    ) -> None:
+        self.queue = queue
+        self.metrics = metrics
+        self.handler = handler
+        self.config = config
+        self.summary = Summary(queue.consumer_id)
+        self._verbose = items_log.isEnabledFor(logging.INFO)
+        queue.concurrency = config.concurrency
+
+    async def run(self, stop: asyncio.Event) -> Summary:
+        start = time.perf_counter()
+        workers = [
+            asyncio.create_task(self._work(n), name=f"asyncq-worker-{n}") for n in range(self.config.concurrency)
+        ]
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait(), name="asyncq-stop")]
+        if self.config.drain:
+            waiters.append(asyncio.create_task(self._drained(), name="asyncq-drain"))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        await self._shutdown(workers)
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    async def _drained(self) -> None:
+        await self.queue.join()
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
+        given = await self.queue.stop_consuming()
+        if given:
+            log.info("gave back %d claimed item(s) not started", given)
+        _, pending = await asyncio.wait(workers, timeout=self.config.grace)
+        if pending:
+            log.warning(
+                "%d item(s) still in progress after the %.0f s grace: they go back to the queue",
+                len(pending),
+                self.config.grace,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _work(self, n: int) -> None:
+        name = f"{self.queue.consumer_id}/{n}"
+        while True:
+            try:
+                message = await self.queue.get_message()
+            except QueueClosed:
+                return
+            await self._handle(name, message)
+
+    async def _handle(self, name: str, message: Message) -> None:
+        latency = max(0.0, time.time() - message.enqueued_at)
+        self.summary.latency.record(latency)
+        m = self.metrics
+        if m is not None:
+            m.latency_seconds.labels(**m.labels).observe(latency)
+        if self._verbose:
+            items_log.info(
+                "Consumer %s got element <%s> in %0.5f seconds.",
+                name,
+                label(message.payload),
+                latency,
+                extra={
+                    "item_id": message.id,
+                    "consumer_id": self.queue.consumer_id,
+                    "latency": latency,
+                    "delivery": message.delivery,
+                },
+            )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                await self.handler(message.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.summary.failed += 1
+            if m is not None:
+                m.failed.labels(**m.labels).inc()
+                m.handler_seconds.labels(**m.labels).observe(time.perf_counter() - started)
+            if isinstance(exc, Reject):
+                await self._dead(message, f"rejected: {exc}")
+                return
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            await self._failed(message, reason[:500])
+            return
+        self.queue.ack(message)
+        self.summary.processed += 1
+        if m is not None:
+            m.processed.labels(**m.labels).inc()
+            m.handler_seconds.labels(**m.labels).observe(time.perf_counter() - started)
+
+    async def _dead(self, message: Message, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(**self.metrics.labels).inc()
+        await self.queue.dead_letter(message, reason)
+
+    async def _failed(self, message: Message, reason: str) -> None:
+        if message.delivery >= self.queue.max_deliveries:
+            await self._dead(message, f"failed {message.delivery} times; last: {reason}")
+            return
+        delay = backoff(message.delivery, self.config.retry_base, self.config.retry_cap)
+        log.warning("item %s failed (%s); retry %d in %.2f s", message.id, reason, message.delivery, delay)
+        if self.metrics is not None:
+            self.metrics.retried.labels(**self.metrics.labels).inc()
+        with contextlib.suppress(QueueClosed):
+            await self.queue.retry(message, delay)

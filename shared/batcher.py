@@ -1,0 +1,107 @@
+"""Group commit: callers hand over items one at a time; one background task sends whatever has gathered.
+
+While one round trip is in flight the next batch gathers, so a lone caller pays one round trip and a busy
+process pays one round trip per batch. Used for puts (callers await their future) and acknowledgements
+(fire and forget; ``flush()`` waits for them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from redis.exceptions import RedisError
+
+from shared.backoff import Outage
+from shared.connection import is_transient
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Batcher(Generic[T]):
+    """Sends items in batches with ``send(batch) -> how many were taken from the front``.
+
+    Taking fewer than offered means "no room now": the batcher awaits ``wait_room()`` and offers the rest
+    again. Transient Redis failures are retried with backoff; other Redis errors fail the batch's futures
+    (or, with ``retry_all``, are retried too: for acknowledgements, which must not be dropped).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        send: Callable[[list[T]], Awaitable[int]],
+        *,
+        max_batch: int = 1000,
+        wait_room: Callable[[], Awaitable[None]] | None = None,
+        retry_all: bool = False,
+    ) -> None:
+        self._what = what
+        self._send = send
+        self._max_batch = max_batch
+        self._wait_room = wait_room
+        self._retry_all = retry_all
+        self._items: deque[tuple[T, asyncio.Future[None] | None]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self.outage = Outage(what, log)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def submit(self, item: T, *, wait: bool = True) -> asyncio.Future[None] | None:
+        """Queue ``item``; returns a future that resolves once it is sent (``None`` with ``wait=False``)."""
+        future = asyncio.get_running_loop().create_future() if wait else None
+        self._items.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"asyncq-{self._what}")
+        return future
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been sent (or failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    def fail_all(self, exc: BaseException) -> int:
+        """Give up on everything not yet sent: waiting callers get ``exc``. Returns how many were dropped."""
+        dropped = len(self._items)
+        while self._items:
+            _, future = self._items.popleft()
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        return dropped
+
+    async def _run(self) -> None:
+        while self._items:
+            while self._items and self._items[0][1] is not None and self._items[0][1].cancelled():
+                self._items.popleft()  # a caller that gave up before its item was sent
+            if not self._items:
+                return
+            batch = [self._items[i] for i in range(min(self._max_batch, len(self._items)))]
+            try:
+                taken = await self._send([item for item, _ in batch])
+            except RedisError as exc:
+                if not (self._retry_all or is_transient(exc)):
+                    self._fail(batch, exc)
+                    continue
+                await asyncio.sleep(self.outage.failed(exc))
+                continue
+            except OSError as exc:
+                await asyncio.sleep(self.outage.failed(exc))
+                continue
+            self.outage.recovered()
+            for _ in range(taken):
+                _, future = self._items.popleft()
+                if future is not None and not future.done():
+                    future.set_result(None)
+            if taken < len(batch) and self._wait_room is not None:
+                await self._wait_room()
+
+    def _fail(self, batch: list[tuple[T, asyncio.Future[None] | None]], exc: RedisError) -> None:
+        log.error("%s: Redis refused a batch of %d: %s", self._what, len(batch), exc)
+        for _ in batch:
+            _, future = self._items.popleft()
+            if future is not None and not future.done():
+                future.set_exception(exc)

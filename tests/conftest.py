@@ -1,0 +1,82 @@
+"""Test fixtures: one real Redis per session, a clean database per test, helpers to run the CLIs as processes.
+
+The session's Redis is, in order: ``ASYNCQ_TEST_REDIS_URL`` if set (it is flushed: never point it at data you
+keep), a testcontainers ``RedisContainer`` when a Docker engine answers, else a private ``redis-server`` on a
+free loopback port. The machine's shared Redis on 6379 is never used.
+"""
+
+from __future__ import annotations
+
+import os
+
+# testcontainers reads these at import: no reaper image can be pulled here, and containers are reached on
+# loopback through published ports (see ../shared/docker-offline.md).
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+os.environ.setdefault("TC_HOST", "127.0.0.1")
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.embedded import EmbeddedRedis
+from tests.procs import docker_available
+
+REDIS_IMAGE = os.environ.get("ASYNCQ_TEST_REDIS_IMAGE", "redis:7-bookworm")
+
+
+@contextlib.contextmanager
+def _container() -> Iterator[str]:
+    from testcontainers.redis import RedisContainer
+
+    with RedisContainer(REDIS_IMAGE) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_backend() -> Iterator[tuple[str, str]]:
+    """(url, kind) of the session's Redis server."""
+    url = os.environ.get("ASYNCQ_TEST_REDIS_URL")
+    if url:
+        yield url, "given"
+        return
+    ok, _ = docker_available()
+    if ok:
+        with _container() as url:
+            yield url, "container"
+        return
+    with EmbeddedRedis() as server:
+        yield server.url, "redis-server"
+
+
+@pytest.fixture
+def redis_url(redis_backend: tuple[str, str]) -> str:
+    return redis_backend[0]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on an empty database."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, for tests that restart or reconfigure it."""
+    server = EmbeddedRedis("--appendonly", "yes", "--appendfsync", "always")
+    server.start()
+    yield server
+    server.cleanup()
