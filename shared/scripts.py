@@ -36,6 +36,9 @@ RELEASE    processing, queue / envelope to keep...          give every envelope 
                                                             the head of the line unbumped, in order
                                                             (a consumer returning what it has not
                                                             started). Reply: how many
+REQUEUE    dead, queue, unfinished, totals /                if the record is still a dead letter:
+           record, envelope                                 remove it, put the envelope at the end of
+                                                            the line, count it unfinished. Reply: 1/0
 UNLOCK     lock / token                                     delete the lock if we still hold it
 =========  ===============================================  =========================================
 """
@@ -197,6 +200,14 @@ for i = 1, #kept do redis.call('RPUSH', KEYS[1], kept[i]) end
 return given
 """
 
+REQUEUE = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[3])
+redis.call('HINCRBY', KEYS[4], 'enqueued', 1)
+return 1
+"""
+
 UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -215,4 +226,5 @@ class Scripts:
         self.dead = client.register_script(DEAD)
         self.recover = client.register_script(RECOVER)
         self.release = client.register_script(RELEASE)
+        self.requeue = client.register_script(REQUEUE)
         self.unlock = client.register_script(UNLOCK)

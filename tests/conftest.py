@@ -30,9 +30,14 @@ REDIS_IMAGE = os.environ.get("ASYNCQ_TEST_REDIS_IMAGE", "redis:7-bookworm")
 
 @contextlib.contextmanager
 def _container() -> Iterator[str]:
-    from testcontainers.redis import RedisContainer
+    try:
+        from testcontainers.community.redis import RedisContainer
+    except ImportError:  # testcontainers before the community namespace
+        from testcontainers.redis import RedisContainer
 
-    with RedisContainer(REDIS_IMAGE) as container:
+    container = RedisContainer(REDIS_IMAGE)
+    container.ports["6379"] = ("127.0.0.1", None)  # publish on loopback only, on a free port
+    with container:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(6379)
         yield f"redis://{host}:{port}/0"

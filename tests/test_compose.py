@@ -174,6 +174,7 @@ def image(docker_client: Any) -> str:
     args = ["docker", "build", "--quiet", "--tag", IMAGE]
     if any((ROOT / "wheelhouse").glob("*.whl")):
         args += ["--build-arg", "WHEELHOUSE=wheelhouse"]
+    previous = image_id(docker_client, IMAGE)
     started = time.monotonic()
     done = subprocess.run(
         [*args, str(ROOT)],
@@ -185,7 +186,19 @@ def image(docker_client: Any) -> str:
     )
     assert done.returncode == 0, f"docker build failed (see scripts/provision-docker.sh):\n{done.stderr}"
     print(f"built {IMAGE} in {time.monotonic() - started:.1f} s")
+    if previous and previous != image_id(docker_client, IMAGE):
+        # The build before this one, now untagged: each source change would otherwise leave one behind.
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(previous)
     return IMAGE
+
+
+def image_id(client: Any, name: str) -> str | None:
+    try:
+        found: str = client.images.get(name).id
+    except docker.errors.ImageNotFound:
+        return None
+    return found
 
 
 def free_port() -> int:
@@ -330,8 +343,16 @@ def test_three_consumers_share_the_work(stack_factory: Callable[..., Stack]) -> 
     assert totals.get("enqueued") == count and totals.get("processed") == count, totals
     assert not totals.get("dead") and not totals.get("recovered"), totals
 
-    stats = stack.check("exec", "-T", "consumer", "asyncq", "stats", "--json")
-    assert isinstance(json.loads(stats), dict), stats
+    # The same from inside: `asyncq stats --json` in a consumer container. Consumers publish their counters
+    # with their heartbeats, every few seconds.
+    def stats() -> dict[str, Any]:
+        snap: dict[str, Any] = json.loads(stack.check("exec", "-T", "consumer", "asyncq", "stats", "--json"))
+        return snap
+
+    wait_for(lambda: sum(c["processed"] for c in stats()["consumers"]) >= count, 30, "heartbeat counters")
+    snap = stats()
+    assert snap["depth"] == 0 and not snap["unfinished"] and not snap["dead"], snap
+    assert sorted(c["processed"] for c in snap["consumers"]) == sorted(spread.values()), snap
 
 
 @pytest.mark.docker
@@ -382,9 +403,12 @@ def test_scale_down_mid_run_drains_gracefully(stack_factory: Callable[..., Stack
             out = producer.logs(stdout=True, stderr=False).decode()
             assert (m := PRODUCED.search(out)) and int(m["count"]) == count, out
         finally:
-            # The kept replica's follow stream ends at `down`; stop waiting on it here.
-            for c in stack.consumers():
-                c.stop(timeout=30)
+            # Stop the kept replica too (and any left by a failure), so that the streams and waits end.
+            for c in consumers:
+                with contextlib.suppress(docker.errors.APIError):
+                    c.stop(timeout=30)
+        last = {i[:12]: exits[i].result(timeout=60)["StatusCode"] for i in kept}
+        assert last == dict.fromkeys(last, 0), f"the kept replica's exit code on SIGTERM: {last}"
 
     for c in consumers:
         if c.id in kept:

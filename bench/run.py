@@ -1,0 +1,442 @@
+"""Benchmark asyncq against the targets of its performance issue; prints one table of medians.
+
+    python bench/run.py [--quick] [--repeat N]
+
+Starts its own redis-server on a free loopback port and runs every case as real processes: the ``producer`` and
+``consumer`` console scripts of this environment (no-op handler, 30-character payloads), and the helper
+processes of ``bench/baselines.py`` for the in-process ``asyncio.Queue`` ceiling and two raw redis-py loops.
+
+Columns: items/s (end to end: from the producer's first put to the last acknowledgement, as the producer's
+``join()`` sees it); ratios against the ceiling and the raw baselines of the same run; enqueue-to-handler
+latency p50/p99 from the consumers' summaries; Redis requests per item (``trips``: socket reads the server
+processed, which is one per round trip or pipeline; ``cmds``: every command in ``INFO commandstats``,
+counting those run inside Lua scripts); CPU seconds and peak RSS of each process (p producer, c consumer,
+r redis-server), from ``wait4`` and ``/proc``. The idle row shows CPU as a percentage of its idle window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import redis
+from procs import Proc, Usage, cpu_seconds, wait_for
+
+from shared.embedded import EmbeddedRedis
+from shared.keys import Keys
+
+QUEUE = "bench"
+KEYS = Keys(QUEUE)
+BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+SIZE = "30"  # payload: 30 random hex characters (about 55 bytes of JSON with the producer number)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Items (or seconds) per case."""
+
+    e2e: int
+    producer: int
+    ceiling: int
+    naive: int
+    batched: int
+    latency: int
+    idle: float
+
+
+FULL = Sizes(e2e=200_000, producer=200_000, ceiling=200_000, naive=20_000, batched=200_000, latency=5_000, idle=10.0)
+QUICK = Sizes(e2e=2_000, producer=2_000, ceiling=2_000, naive=200, batched=2_000, latency=200, idle=1.0)
+
+
+@dataclass
+class Sample:
+    """One run of one case. Latencies in ms; cpu in seconds (idle case: percent); rss in MB."""
+
+    rate: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+    trips: float | None = None
+    cmds: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss: dict[str, float] = field(default_factory=dict)
+    idle_cpu: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    met: Callable[[Sample], bool]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: Callable[[Bench], Sample]
+    target: Target | None = None
+
+
+class Bench:
+    """The private Redis server and the helpers every case uses."""
+
+    def __init__(self, server: EmbeddedRedis, sizes: Sizes, workdir: Path) -> None:
+        self.server = server
+        self.sizes = sizes
+        self.workdir = workdir
+        self.client = redis.Redis.from_url(server.url)
+        self._runs = 0
+        self._reads = 0
+        self._redis_cpu = 0.0
+        self._started: list[Proc] = []
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    def env(self, *, uvloop: bool = False) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCQ_") and k != "REDIS_URL"}
+        base.update(REDIS_URL=self.server.url, ASYNCQ_QUEUE=QUEUE, PYTHONUNBUFFERED="1")
+        if uvloop:
+            base["ASYNCQ_UVLOOP"] = "1"
+        return base
+
+    def spawn(self, name: str, argv: list[str], *, uvloop: bool = False) -> Proc:
+        self._runs += 1
+        proc = Proc(f"{self._runs:03d}-{name}", argv, self.env(uvloop=uvloop), self.workdir)
+        self._started.append(proc)
+        return proc
+
+    def cli(self, name: str, *args: str, uvloop: bool = False) -> Proc:
+        return self.spawn(name, [str(BIN / name), *args], uvloop=uvloop)
+
+    def helper(self, name: str, *args: str) -> Proc:
+        return self.spawn(name, [sys.executable, str(HERE / "baselines.py"), *args])
+
+    def summary_file(self) -> Path:
+        self._runs += 1
+        return self.workdir / f"{self._runs:03d}-summary.json"
+
+    def fresh(self) -> None:
+        """An empty database; and no process left over from a failed case."""
+        for proc in self._started:
+            proc.kill()
+        self._started.clear()
+        self.client.flushall()
+
+    def registered(self, consumers: int) -> None:
+        """Wait until ``consumers`` consumer processes have their heartbeat (so they are claiming)."""
+
+        def ready() -> bool:
+            return sum(1 for _ in self.client.scan_iter(match=KEYS.heartbeat_pattern)) >= consumers
+
+        wait_for(ready, 30, f"{consumers} consumer(s) to register")
+
+    def begin(self) -> None:
+        """Start counting Redis's work: the hot path only, not the processes' start-up."""
+        self.client.config_resetstat()
+        self._reads = int(self.client.info("stats")["total_reads_processed"])
+        self._redis_cpu = cpu_seconds(self.redis_pid)
+
+    def end(self, sample: Sample, items: int) -> None:
+        """Fill in round trips and commands per item, and redis-server's CPU, since ``begin()``."""
+        reads = int(self.client.info("stats")["total_reads_processed"]) - self._reads - 1  # less our INFO
+        calls = sum(
+            int(stats["calls"])
+            for name, stats in self.client.info("commandstats").items()
+            if isinstance(stats, dict) and name not in ("cmdstat_info", "cmdstat_config|resetstat")
+        )
+        sample.trips = reads / items
+        sample.cmds = calls / items
+        sample.cpu["r"] = cpu_seconds(self.redis_pid) - self._redis_cpu
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in output:\n{text}")
+    return float(match.group(1).replace(",", ""))
+
+
+def _usage(sample: Sample, key: str, usage: Usage) -> None:
+    sample.cpu[key] = usage.cpu
+    sample.rss[key] = usage.rss_mb
+
+
+def _latency(sample: Sample, summaries: list[Path]) -> None:
+    """The worst p50 and p99 over the consumers (each summary has its own quantiles)."""
+    data = [json.loads(path.read_text())["latency_ms"] for path in summaries]
+    sample.p50 = max(d["p50"] for d in data)
+    sample.p99 = max(d["p99"] for d in data)
+
+
+# -- baselines ---------------------------------------------------------------------------------------------
+
+
+def ceiling(bench: Bench) -> Sample:
+    count = bench.sizes.ceiling
+    proc = bench.helper("ceiling", "ceiling", "--count", str(count))
+    sample = Sample()
+    _usage(sample, "p", proc.wait(120))
+    sample.rate = count / json.loads(proc.output())["seconds"]
+    return sample
+
+
+def raw(mode: str) -> Callable[[Bench], Sample]:
+    def case(bench: Bench) -> Sample:
+        count = bench.sizes.naive if mode == "naive" else bench.sizes.batched
+        url = bench.server.url
+        consumer = bench.helper(f"raw-{mode}-c", "consume", "--mode", mode, "--url", url, "--count", str(count))
+        wait_for(lambda: "ready" in consumer.output(), 30, "the raw consumer")
+        bench.begin()
+        producer = bench.helper(f"raw-{mode}-p", "produce", "--url", url, "--count", str(count))
+        sample = Sample()
+        _usage(sample, "p", producer.wait(300))
+        _usage(sample, "c", consumer.wait(300))
+        bench.end(sample, count)
+        first = json.loads(producer.output().splitlines()[-1])["first"]
+        last = json.loads(consumer.output().splitlines()[-1])["last"]
+        sample.rate = count / (last - first)
+        return sample
+
+    return case
+
+
+# -- asyncq ------------------------------------------------------------------------------------------------
+
+
+def end_to_end(consumers: int, *, uvloop: bool = False, rate: int = 0) -> Callable[[Bench], Sample]:
+    """One producer process, ``consumers`` consumer processes; with ``rate`` an offered load (items/s)."""
+
+    def case(bench: Bench) -> Sample:
+        count = bench.sizes.latency if rate else bench.sizes.e2e
+        summaries = [bench.summary_file() for _ in range(consumers)]
+        procs = [bench.cli("consumer", "--work", "0", "--summary-file", str(path), uvloop=uvloop) for path in summaries]
+        bench.registered(consumers)
+        bench.begin()
+        args = ["-n", str(count), "--size", SIZE]
+        if rate:
+            args += ["--rate", str(rate)]
+        producer = bench.cli("producer", *args, uvloop=uvloop)
+        sample = Sample()
+        _usage(sample, "p", producer.wait(300))
+        bench.end(sample, count)
+        for n, proc in enumerate(procs, 1):
+            _usage(sample, f"c{n}" if consumers > 1 else "c", proc.stop())
+        sample.rate = count / _number(r"all processed after ([\d.]+) s", producer.output())
+        _latency(sample, summaries)
+        return sample
+
+    return case
+
+
+def producer_alone(*, uvloop: bool = False) -> Callable[[Bench], Sample]:
+    def case(bench: Bench) -> Sample:
+        count = bench.sizes.producer
+        bench.begin()
+        producer = bench.cli("producer", "-n", str(count), "--size", SIZE, "--no-wait", uvloop=uvloop)
+        sample = Sample()
+        _usage(sample, "p", producer.wait(300))
+        bench.end(sample, count)
+        sample.rate = _number(r"\(([\d,]+) items/s\)", producer.output())
+        return sample
+
+    return case
+
+
+def idle(bench: Bench) -> Sample:
+    """A consumer with 1000 coroutines and nothing to do: what it costs to keep it waiting."""
+    consumer = bench.cli("consumer", "--work", "0", "--concurrency", "1000")
+    bench.registered(1)
+    time.sleep(min(1.0, bench.sizes.idle))  # let start-up settle
+    start, cpu = time.monotonic(), consumer.cpu_now()
+    time.sleep(bench.sizes.idle)
+    used = consumer.cpu_now() - cpu
+    sample = Sample(idle_cpu=100 * used / (time.monotonic() - start))
+    _usage(sample, "c", consumer.stop())
+    return sample
+
+
+def _rate_at_least(rate: float) -> Callable[[Sample], bool]:
+    return lambda s: s.rate is not None and s.rate >= rate and s.trips is not None and s.trips < 0.5
+
+
+E2E = Target("≥50,000/s, trips<0.5", _rate_at_least(50_000))
+PUTS = Target("≥100,000/s, trips<0.5", _rate_at_least(100_000))
+LATENCY = Target(
+    "p50<0.5, p99<2 ms",
+    lambda s: s.p50 is not None and s.p99 is not None and s.p50 < 0.5 and s.p99 < 2,
+)
+IDLE = Target(
+    "<80 MB, <2% CPU",
+    lambda s: s.idle_cpu is not None and s.idle_cpu < 2 and s.rss.get("c", 1e9) < 80,
+)
+
+CEILING = "asyncio.Queue in-process (ceiling)"
+NAIVE = "redis-py naive reliable (BLMOVE+LREM)"
+BATCHED = "redis-py unreliable batched (RPOP 100)"
+
+CASES = [
+    Case(CEILING, ceiling),
+    Case(NAIVE, raw("naive")),
+    Case(BATCHED, raw("batched")),
+    Case("asyncq e2e 1 producer + 1 consumer", end_to_end(1), E2E),
+    Case("asyncq e2e 1 producer + 2 consumers", end_to_end(2), E2E),
+    Case("asyncq producer alone (puts/s)", producer_alone(), PUTS),
+    Case("asyncq latency at 1,000 items/s", end_to_end(1, rate=1000), LATENCY),
+    Case("asyncq idle consumer, concurrency 1000", idle, IDLE),
+    Case("asyncq e2e 1+1, uvloop", end_to_end(1, uvloop=True), E2E),
+    Case("asyncq producer alone, uvloop", producer_alone(uvloop=True), PUTS),
+    Case("asyncq latency at 1,000/s, uvloop", end_to_end(1, uvloop=True, rate=1000), LATENCY),
+]
+
+
+# -- medians and the table ---------------------------------------------------------------------------------
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def median(samples: list[Sample]) -> Sample:
+    """The median of each figure separately."""
+
+    def per_key(maps: list[dict[str, float]]) -> dict[str, float]:
+        keys = dict.fromkeys(k for m in maps for k in m)
+        return {k: statistics.median(m[k] for m in maps if k in m) for k in keys}
+
+    return Sample(
+        rate=_median([s.rate for s in samples]),
+        p50=_median([s.p50 for s in samples]),
+        p99=_median([s.p99 for s in samples]),
+        trips=_median([s.trips for s in samples]),
+        cmds=_median([s.cmds for s in samples]),
+        cpu=per_key([s.cpu for s in samples]),
+        rss=per_key([s.rss for s in samples]),
+        idle_cpu=_median([s.idle_cpu for s in samples]),
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.3g}"
+
+
+def _per_process(values: dict[str, float], spec: str) -> str:
+    """``p 1.20 c 3.40 r 0.90``: producer, consumer(s), then redis-server."""
+    order = sorted(values, key=lambda k: ("pcr".index(k[0]), k))
+    return " ".join(f"{k} {format(values[k], spec)}" for k in order)
+
+
+def table(results: dict[str, Sample]) -> str:
+    base = {name: results[name].rate if name in results else None for name in (CEILING, NAIVE, BATCHED)}
+    header = [
+        "case",
+        "items/s",
+        "x ceiling",
+        "x naive",
+        "x batched",
+        "p50 ms",
+        "p99 ms",
+        "trips/item",
+        "cmds/item",
+        "CPU s (idle: %)",
+        "peak RSS MB",
+        "target",
+        "",
+    ]
+    rows = [header]
+    for case in CASES:
+        s = results.get(case.name)
+        if s is None:
+            continue
+        cpu = f"c {s.idle_cpu:.2f}%" if s.idle_cpu is not None else _per_process(s.cpu, ".2f")
+        rows.append(
+            [
+                case.name,
+                _fmt(s.rate, ",.0f"),
+                _ratio(s.rate, base[CEILING]),
+                _ratio(s.rate, base[NAIVE]),
+                _ratio(s.rate, base[BATCHED]),
+                _fmt(s.p50, ".2f"),
+                _fmt(s.p99, ".2f"),
+                _fmt(s.trips, ".3f"),
+                _fmt(s.cmds, ".2f"),
+                cpu,
+                _per_process(s.rss, ".0f"),
+                case.target.text if case.target else "",
+                "" if case.target is None else ("met" if case.target.met(s) else "MISSED"),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if i in (0, 9, 10, 11) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe(server: EmbeddedRedis, repeat: int, sizes: Sizes) -> str:
+    info = redis.Redis.from_url(server.url).info("server")
+    return (
+        f"asyncq benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"redis-server {info['redis_version']}, redis-py {version('redis')}, hiredis {version('hiredis')}; "
+        f"medians of {repeat} run(s); items: e2e {sizes.e2e:,}, producer {sizes.producer:,}, "
+        f"naive {sizes.naive:,}, batched {sizes.batched:,}, latency {sizes.latency:,} at 1,000/s; "
+        f"idle {sizes.idle:.0f} s"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one run of each case with tiny counts (a smoke test)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 5; 1 with --quick)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="print the case names and exit")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(case.name for case in CASES))
+        return 0
+    sizes = QUICK if args.quick else FULL
+    repeat = args.repeat or (1 if args.quick else 5)
+    cases = [c for c in CASES if args.only.lower() in c.name.lower()]
+    with tempfile.TemporaryDirectory(prefix="asyncq-bench-") as tmp, EmbeddedRedis() as server:
+        bench = Bench(server, sizes, Path(tmp))
+        print(describe(server, repeat, sizes), flush=True)
+        results: dict[str, Sample] = {}
+        for case in cases:
+            samples = []
+            for n in range(repeat):
+                bench.fresh()
+                try:
+                    samples.append(case.run(bench))
+                finally:
+                    bench.fresh()
+                print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
+            results[case.name] = median(samples)
+        print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

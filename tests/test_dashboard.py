@@ -1,0 +1,309 @@
+"""The dashboard: rendered to a fixed-size virtual terminal, live through a Redis restart, ``asyncq watch`` as a
+process (a pipe, and a real terminal under tmux), and ``asyncq demo`` showing it and its final table."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from rich.console import Console, RenderableType
+
+from shared import RedisQueue, snapshot
+from shared.dashboard import History, render_snapshot, sparkline, watch
+from shared.embedded import EmbeddedRedis
+from shared.latency import Histogram
+from shared.snapshot import ConsumerView, Snapshot
+from tests.procs import cli, env
+
+RULE = "─" * 120
+
+
+def screen(renderable: RenderableType, width: int = 120, height: int = 40) -> str:
+    """What a ``width`` x ``height`` terminal shows of ``renderable`` (plain text)."""
+    console = Console(file=io.StringIO(), width=width, height=height, force_terminal=False, color_system=None)
+    console.print(renderable)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(text, str)
+    return text
+
+
+def figure(text: str, label: str) -> str:
+    """The value printed right after ``label`` (the last such line: the newest frame)."""
+    found = re.findall(rf"{re.escape(label)}\s+(\S+(?: / \S+)?)", text)
+    assert found, f"{label!r} is not on the screen:\n{text}"
+    return str(found[-1])
+
+
+def consumer_rows(text: str) -> list[list[str]]:
+    """The cells of the rows of the consumers table."""
+    return [
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│") and not line.startswith("│ host")
+    ]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+
+async def test_render_shows_the_figures_of_a_real_queue(
+    redis: aioredis.Redis, redis_url: str, queue_name: str
+) -> None:
+    async with RedisQueue(queue_name, url=redis_url, heartbeat_interval=0.1) as q:
+        await q.put_many([{"n": n} for n in range(12)])
+        got = [await q.get_message() for _ in range(4)]
+        q.ack(got[0])
+        q.ack(got[1])
+        await q.dead_letter(got[2], "bad item")
+        await q.flush()
+        await asyncio.sleep(0.4)  # a heartbeat or two: this process now shows 1 item in progress
+        snap = await snapshot.take(redis, queue_name)
+        text = screen(render_snapshot(snap))
+    assert f"queue '{queue_name}'" in text
+    assert figure(text, "waiting (depth)") == "8"
+    assert figure(text, "claimed / in progress") == "1 / 1"
+    assert figure(text, "dead letters") == "1"
+    assert figure(text, "unfinished (join)") == "9"
+    assert figure(text, "retrying (delayed)") == "0"
+    assert figure(text, "total enqueued") == "12"
+    assert figure(text, "total processed") == "2"
+    assert figure(text, "total failed") == "1"
+    assert figure(text, "total dead") == "1"
+    assert "1 live consumer" in text
+    [row] = consumer_rows(text)
+    host, pid, concurrency, in_progress, claimed, processed, failed = row[:7]
+    assert (pid, in_progress, claimed, processed, failed) == (str(os.getpid()), "1", "1", "2", "1")
+    assert host == snap.consumers[0].host
+    assert len(text.splitlines()) <= 40
+    assert all(len(line) <= 120 for line in text.splitlines())
+
+
+def _snap(at: float, enqueued: int, processed: int, latency: Histogram) -> Snapshot:
+    view = ConsumerView("c1", "box", 42, 10, 3, 3, processed, 0, 0.5, latency)
+    totals = {"enqueued": enqueued, "processed": processed, "failed": 0, "retried": 0, "dead": 0, "recovered": 0}
+    return Snapshot("q", at, enqueued - processed, 1.5, 3, 0, 0, enqueued - processed, totals, [view])
+
+
+def test_history_gives_throughput_and_the_recent_latency() -> None:
+    slow = Histogram()
+    for _ in range(100):
+        slow.record(2.0)  # before the window: must not count
+    fast = Histogram.merged([slow])
+    for _ in range(50):
+        fast.record(0.004)
+    history = History(window=60)
+    history.add(_snap(1000.0, 0, 0, slow))
+    history.add(_snap(1001.0, 50, 40, slow))
+    history.add(_snap(1003.0, 250, 160, fast))
+    assert history.rates() == ([50.0, 100.0], [40.0, 60.0])
+    recent = history.latency()
+    assert recent.count == 50
+    assert recent.quantile(0.99) == pytest.approx(0.004, rel=0.06)
+
+    text = screen(render_snapshot(_snap(1003.0, 250, 160, fast), history))
+    assert figure(text, "items in") == "100.0/s"
+    assert figure(text, "items out") == "60.0/s"
+    assert "peak 100/s" in text
+    assert re.search(r"last 60 s, 50 items\): p50 [34]\.\d\d ms · p99 [34]\.\d\d ms", text), text
+    in_line = next(line for line in text.splitlines() if line.startswith("items in"))
+    assert "▄█" in in_line  # 50/s then 100/s, scaled to the peak
+
+    # A sample past the window drops the oldest; a counter reset counts as nothing, not as negative.
+    history.add(_snap(1060.0, 450, 400, fast))
+    history.add(_snap(1070.0, 10, 5, fast))
+    assert len(history) == 3  # 1003 (the window's start, 1010, lies after it), 1060, 1070
+    assert history.rates() == ([200 / 57, 0.0], [240 / 57, 0.0])
+
+
+def test_sparkline() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([0, 0, 0]) == "▁▁▁"
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7, 8]) == "▁▁▂▃▄▅▆▇█"
+    assert sparkline([5.0] * 10) == "█" * 10
+    assert sparkline([1.0, 2.0] * 60) == "█" * 60  # 120 values in 60 columns: pairs averaged
+    rising = sparkline(list(range(121)))  # groups of 3: 40 columns, the newest complete, on the right
+    assert len(rising) == 40 and rising.startswith("▁") and rising.endswith("█")
+
+
+# -- watch: in process through a restart, and as a process --------------------------------------------
+
+
+async def test_watch_keeps_going_through_a_redis_restart(private_redis: EmbeddedRedis, queue_name: str) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, height=40, force_terminal=False, color_system=None)
+
+    def frames() -> list[str]:
+        return out.getvalue().split(RULE)[:-1]  # complete frames, oldest first
+
+    async with RedisQueue(queue_name, url=private_redis.url) as q:
+        await q.put_many(list(range(7)))
+    task = asyncio.create_task(watch(private_redis.url, queue_name, 0.1, console))
+    try:
+        await wait_for(lambda: bool(frames()) and figure(frames()[-1], "waiting (depth)") == "7", 10, "depth 7")
+
+        await asyncio.to_thread(private_redis.stop)
+        await wait_for(lambda: "Redis unreachable since" in frames()[-1], 10, "the outage on screen")
+        outage = frames()[-1]
+        assert figure(outage, "waiting (depth)") == "7"  # the last figures stay, under the banner
+        assert "retrying every 0.1 s" in outage
+        await asyncio.sleep(0.5)
+        assert not task.done()
+
+        await asyncio.to_thread(private_redis.start)
+        async with RedisQueue(queue_name, url=private_redis.url) as q:
+            await q.put_many(list(range(5)))
+        await wait_for(lambda: figure(frames()[-1], "waiting (depth)") == "12", 15, "depth 12 after the restart")
+        assert "unreachable" not in frames()[-1]
+        assert figure(frames()[-1], "total enqueued") == "12"
+    finally:
+        task.cancel()
+        await task  # watch returns quietly when cancelled (Ctrl-C)
+    assert "Traceback" not in out.getvalue()
+
+
+@pytest.fixture
+def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A consumer process holding 2 items of 9 in progress (long work): a queue whose figures stay put."""
+    proc = subprocess.Popen(
+        [cli("consumer"), "--queue", queue_name, "--work", "60", "--concurrency", "2", "--prefetch", "0"]
+        + ["--grace", "0", "--heartbeat", "0.2"],
+        env=env(REDIS_URL=redis_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        put = subprocess.run(
+            [cli("producer"), "--queue", queue_name, "--count", "9", "--no-wait"],
+            env=env(REDIS_URL=redis_url),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert put.returncode == 0, put.stderr
+        yield proc, 9
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
+    workload: tuple[subprocess.Popen[str], int], redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    consumer, _ = workload
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [cli("asyncq"), "watch", "--queue", queue_name, "--interval", "0.2"],
+            env=env(REDIS_URL=redis_url, COLUMNS="120"),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "in progress  2 / 2" not in out_path.read_text():
+            assert time.monotonic() < deadline, out_path.read_text()[-3000:] + err_path.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = err_path.read_text()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    last = out_path.read_text().split(RULE)[-2]
+    assert figure(last, "waiting (depth)") == "7"
+    assert figure(last, "unfinished (join)") == "9"
+    [row] = consumer_rows(last)
+    assert row[1] == str(consumer.pid)
+    assert row[2:4] == ["2", "2"]  # concurrency, in progress
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_watch_in_a_terminal_under_tmux(
+    workload: tuple[subprocess.Popen[str], int], redis_url: str, queue_name: str
+) -> None:
+    consumer, _ = workload
+    socket_name = f"asyncq-test-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
+    command = (
+        f"env REDIS_URL={redis_url} {cli('asyncq')} watch --queue {queue_name} --interval 0.2; "
+        "echo EXIT=$?; sleep 60"
+    )
+    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "40", command], check=True, env=env())
+
+    def capture() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+
+    try:
+        deadline = time.monotonic() + 30
+        while "in progress  2 / 2" not in capture():
+            assert time.monotonic() < deadline, capture()
+            time.sleep(0.1)
+        text = capture()
+        assert figure(text, "waiting (depth)") == "7"
+        assert figure(text, "total enqueued") == "9"
+        assert any(row[1] == str(consumer.pid) for row in consumer_rows(text)), text
+        assert text.count("waiting (depth)") == 1  # refreshed in place, not scrolled
+        assert all(len(line) <= 100 for line in text.splitlines())
+        subprocess.run([*tmux, "send-keys", "C-c"], check=True)
+        deadline = time.monotonic() + 15
+        while "EXIT=" not in capture():
+            assert time.monotonic() < deadline, capture()
+            time.sleep(0.1)
+        text = capture()
+        assert "EXIT=0" in text
+        assert "Traceback" not in text
+        assert figure(text, "waiting (depth)") == "7"  # the last frame stays
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+
+
+def test_demo_shows_the_dashboard_and_a_final_table() -> None:
+    done = subprocess.run(
+        [cli("asyncq"), "demo", "--count", "60", "--work", "0", "--consumers", "2"],
+        env=env(COLUMNS="200"),  # no REDIS_URL: the demo starts its own redis-server
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    dashboard, _, final = out.partition("60 items, 2 producer and 2 consumer processes")
+    assert final, out
+    assert "queue 'asyncq-demo'" in dashboard
+    assert figure(dashboard, "total processed") == "60"
+    assert figure(dashboard, "unfinished (join)") == "0"
+    rows = consumer_rows(final)
+    per_consumer = {row[0]: int(row[1]) for row in rows if row[0] != "all"}
+    assert len(per_consumer) == 2, final
+    assert sum(per_consumer.values()) == 60
+    assert [int(row[1]) for row in rows if row[0] == "all"] == [60]
