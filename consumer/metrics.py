@@ -52,6 +52,14 @@ class Metrics:
         self.queue_depth = Gauge("asyncq_queue_depth", "Items waiting in the queue.", labels, registry=r)
         self.up = Gauge("asyncq_redis_up", "1 when Redis answered the last scrape.", labels, registry=r)
         self.labels = {"queue": queue.name}
+        # Export every series from the start (zeros included): a counter that appears only at its first
+        # increment hides that increment from rate() and increase().
+        counters = (self.processed, self.failed, self.retried, self.dead_lettered)
+        histograms = (self.handler_seconds, self.latency_seconds)
+        gauges = (self.in_progress, self.queue_depth, self.up)
+        instruments: list[Counter | Gauge | Histogram] = [*counters, *histograms, *gauges]
+        for metric in instruments:
+            metric.labels(**self.labels)
 
     async def refresh(self) -> bool:
         """Update the gauges that live in Redis; False when Redis did not answer."""

@@ -88,6 +88,8 @@ def skip_unless_available() -> None:
 
     ok, reason = available()
     if not ok:
+        if os.environ.get("ASYNCQ_REQUIRE_NETNS") == "1":
+            pytest.fail(f"ASYNCQ_REQUIRE_NETNS=1 but {reason}")
         pytest.skip(reason)
 
 

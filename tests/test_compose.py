@@ -157,6 +157,8 @@ def test_provision_script_parses() -> None:
 def docker_client() -> Iterator[Any]:
     ok, reason = docker_available()
     if not ok:
+        if os.environ.get("ASYNCQ_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"ASYNCQ_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
     client = docker.from_env(timeout=300)
     try:

@@ -64,9 +64,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
 # -- rendering ------------------------------------------------------------------------------------------
 
 
-async def test_render_shows_the_figures_of_a_real_queue(
-    redis: aioredis.Redis, redis_url: str, queue_name: str
-) -> None:
+async def test_render_shows_the_figures_of_a_real_queue(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
     async with RedisQueue(queue_name, url=redis_url, heartbeat_interval=0.1) as q:
         await q.put_many([{"n": n} for n in range(12)])
         got = [await q.get_message() for _ in range(4)]
@@ -89,7 +87,7 @@ async def test_render_shows_the_figures_of_a_real_queue(
     assert figure(text, "total dead") == "1"
     assert "1 live consumer" in text
     [row] = consumer_rows(text)
-    host, pid, concurrency, in_progress, claimed, processed, failed = row[:7]
+    host, pid, _concurrency, in_progress, claimed, processed, failed = row[:7]
     assert (pid, in_progress, claimed, processed, failed) == (str(os.getpid()), "1", "1", "2", "1")
     assert host == snap.consumers[0].host
     assert len(text.splitlines()) <= 40
@@ -180,11 +178,11 @@ async def test_watch_keeps_going_through_a_redis_restart(private_redis: Embedded
 
 
 @pytest.fixture
-def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A consumer process holding 2 items of 9 in progress (long work): a queue whose figures stay put."""
+    args = ["--queue", queue_name, "--work", "60", "--concurrency", "2", "--prefetch", "0", "--grace", "0"]
     proc = subprocess.Popen(
-        [cli("consumer"), "--queue", queue_name, "--work", "60", "--concurrency", "2", "--prefetch", "0"]
-        + ["--grace", "0", "--heartbeat", "0.2"],
+        [cli("consumer"), *args, "--heartbeat", "0.2"],
         env=env(REDIS_URL=redis_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -206,7 +204,7 @@ def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen
 
 
 def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
-    workload: tuple[subprocess.Popen[str], int], redis_url: str, queue_name: str, tmp_path: Path
+    workload: tuple[subprocess.Popen[bytes], int], redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:
     consumer, _ = workload
     out_path, err_path = tmp_path / "out", tmp_path / "err"
@@ -242,14 +240,13 @@ def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_watch_in_a_terminal_under_tmux(
-    workload: tuple[subprocess.Popen[str], int], redis_url: str, queue_name: str
+    workload: tuple[subprocess.Popen[bytes], int], redis_url: str, queue_name: str
 ) -> None:
     consumer, _ = workload
     socket_name = f"asyncq-test-{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
     command = (
-        f"env REDIS_URL={redis_url} {cli('asyncq')} watch --queue {queue_name} --interval 0.2; "
-        "echo EXIT=$?; sleep 60"
+        f"env REDIS_URL={redis_url} {cli('asyncq')} watch --queue {queue_name} --interval 0.2; echo EXIT=$?; sleep 60"
     )
     subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "40", command], check=True, env=env())
 

@@ -216,9 +216,9 @@ def test_killed_consumers_long_jobs_go_to_another_within_10s(
 def test_live_consumers_long_job_is_never_taken(
     client: redis.Redis, redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:
-    """A job 10x longer than the heartbeat TTL, with another consumer sweeping all along: no redelivery."""
+    """A job 4x longer than the heartbeat TTL, with another consumer sweeping all along: no redelivery."""
     keys = Keys(queue_name)
-    hb = ["--heartbeat", "0.2"]  # TTL 0.6 s; the job takes 6 s
+    hb = ["--heartbeat", "0.5"]  # TTL 1.5 s; the job takes 6 s, and the sweeper sweeps every 0.5 s
     worker = _consumer(queue_name, redis_url, tmp_path, "worker", *hb, "--concurrency", "1", work="6")
     wait_until(lambda: _heartbeats(client, keys) == 1, 20, "the worker's heartbeat")
     producer = start(

@@ -86,6 +86,9 @@ async def test_cancelled_gets_lose_nothing(redis: aioredis.Redis, redis_url: str
             await asyncio.sleep(0.001)
             for task in tasks[::2]:
                 task.cancel()
+            await asyncio.wait(tasks, timeout=0.2)
+            for task in tasks:
+                task.cancel()  # getters left waiting once everything arrived
             await asyncio.gather(*tasks, return_exceptions=True)
         await putter
         await asyncio.wait_for(q.join(), 10)
