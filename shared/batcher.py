@@ -51,6 +51,10 @@ class Batcher(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def pending(self) -> list[T]:
+        """Items submitted and not yet sent (a batch in flight counts until its reply)."""
+        return [item for item, _ in self._items]
+
     def submit(self, item: T, *, wait: bool = True) -> asyncio.Future[None] | None:
         """Queue ``item``; returns a future that resolves once it is sent (``None`` with ``wait=False``)."""
         future = asyncio.get_running_loop().create_future() if wait else None

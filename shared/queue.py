@@ -316,7 +316,7 @@ class RedisQueue:
         dropped = self._fetcher.keep_only(held)
         if dropped:
             log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
-        keep = [*self._in_progress, *(m.raw for m in self._fetcher.buffer)]
+        keep = [*self._in_progress, *self._acks.pending(), *(m.raw for m in self._fetcher.buffer)]
         given = int(await self._scripts.release(keys=[processing, self.keys.queue], args=keep))
         if given:
             log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
@@ -375,7 +375,7 @@ class RedisQueue:
             "release",
             lambda: self._scripts.release(
                 keys=[self.keys.processing(self.consumer_id), self.keys.queue],
-                args=list(self._in_progress),
+                args=[*self._in_progress, *self._acks.pending()],
             ),
             attempts=5,
         )
