@@ -14,7 +14,7 @@ from consumer.metrics import Metrics, serve_metrics
 from consumer.worker import ConsumeConfig, Consumer, Summary
 from shared import options as opt
 from shared.lifecycle import stop_on_signals
-from shared.logs import LogFormat, configure
+from shared.logs import LogFormat, configure, report
 from shared.runner import fail, opened, queue_name, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -171,6 +171,6 @@ def main(
                 return await Consumer(q, work_fn, config, metrics).run(stop)
 
     summary = run(go(), url=redis_url)
-    typer.echo(summary.line())
+    report(summary.line(), summary=summary.to_json())
     if summary_file is not None:
         summary_file.write_text(json.dumps(summary.to_json()))

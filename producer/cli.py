@@ -18,7 +18,7 @@ from rich.progress import (
 from producer.run import ProduceConfig, ProduceResult, produce
 from shared import options as opt
 from shared.connection import redact
-from shared.logs import LogFormat, configure
+from shared.logs import LogFormat, configure, report
 from shared.runner import opened, queue_name, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -101,4 +101,4 @@ def main(
     )
     if result.joined_after is not None:
         line += f"; all processed after {result.joined_after:.2f} s"
-    typer.echo(line)
+    report(line, items=result.items, seconds=result.seconds, joined_after=result.joined_after)

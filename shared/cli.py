@@ -15,7 +15,7 @@ from rich.table import Table
 
 from shared import deadletters, snapshot
 from shared import options as opt
-from shared.connection import RedisUnavailable, TLSOptions, check_reachable, connect
+from shared.connection import RedisUnavailable, TLSOptions, check_reachable, connect, redact
 from shared.demo import DemoConfig, redis_for_demo, run_demo
 from shared.envelope import DeadLetter
 from shared.logs import configure
@@ -92,7 +92,7 @@ def stats(
         return
     from shared.dashboard import render_snapshot
 
-    Console().print(render_snapshot(snap))
+    Console().print(render_snapshot(snap, source=redact(redis_url)))
 
 
 @app.command()

@@ -203,12 +203,12 @@ class _View:
 
     async def poll(self, client: aioredis.Redis) -> None:
         try:
-            async with asyncio.timeout(max(5.0, 2 * self.interval)):
+            async with asyncio.timeout(max(10.0, 2 * self.interval)):  # a guard: socket timeouts come first
                 snap = await snapshot.take(client, self.queue)
         except (RedisError, OSError, TimeoutError) as exc:
             if self.down_since is None:
                 self.down_since = time.time()
-            self.reason = describe(exc) if str(exc) else type(exc).__name__
+            self.reason = (describe(exc) if str(exc) else type(exc).__name__).rstrip(".")
             return
         self.down_since = None
         self.last = snap
@@ -264,18 +264,16 @@ def _screen(console: Console, *, stream: bool) -> Iterator[Callable[[RenderableT
 
 async def _run(url: str, queue: str, interval: float, console: Console, until: asyncio.Event | None) -> None:
     view = _View(url, queue, interval)
+    stop = until or asyncio.Event()  # watch's is never set: Ctrl-C ends it
     client = connect(url, socket_timeout=5.0, max_connections=2, name="asyncq-watch")
     try:
         with _screen(console, stream=until is None) as show:
-            while until is None or not until.is_set():
+            while not stop.is_set():
                 await view.poll(client)
                 show(view.frame())
-                if until is None:
-                    await asyncio.sleep(interval)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(interval):
-                            await until.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await stop.wait()
             # The end of a demo: let the consumers' heartbeats catch up with the totals, for the last frame.
             deadline = time.monotonic() + SETTLE
             while not view.settled() and time.monotonic() < deadline:

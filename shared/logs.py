@@ -46,8 +46,28 @@ class _Below(logging.Filter):
         return not record.name.startswith(self._name)
 
 
+_format = LogFormat.text
+
+
+def report(line: str, *, err: bool = False, level: int = logging.INFO, **fields: Any) -> None:
+    """A CLI's own line (a summary, an error) as is, or as one JSON record with ``fields`` in json format."""
+    stream = sys.stderr if err else sys.stdout
+    if _format is LogFormat.json:
+        record = logging.LogRecord("asyncq.cli", level, "", 0, line, None, None)
+        record.__dict__.update(fields)
+        line = JsonFormatter().format(record)
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def current_format() -> LogFormat:
+    return _format
+
+
 def configure(*, verbose: bool, fmt: LogFormat = LogFormat.text) -> None:
     """Per-item lines to stdout when ``verbose``; warnings and errors (info too when verbose) to stderr."""
+    global _format
+    _format = fmt
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

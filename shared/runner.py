@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 from redis.exceptions import RedisError
 
+from shared import logs
 from shared.connection import RedisUnavailable, TLSOptions, check_reachable, describe, redact
 from shared.embedded import NoRedisServer
 from shared.envelope import ItemTooLarge
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr; return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr (a JSON record with --log-format json); return the Exit to raise."""
+    if logs.current_format() is logs.LogFormat.json:
+        logs.report(message, err=True, level=logging.ERROR)
+    else:
+        typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
