@@ -1,4 +1,4 @@
-"""``consumer``: take items from the queue with C coroutines until stopped (SIGTERM/SIGINT) or drained."""
+"""consumer: take items from the queue with C coroutines until stopped (SIGTERM/SIGINT) or drained."""
 
 from __future__ import annotations
 

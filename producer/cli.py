@@ -1,4 +1,4 @@
-"""``producer``: put N items on the queue from P producer coroutines, then (by default) wait until processed."""
+"""producer: put N items on the queue from P producer coroutines, then (by default) wait until processed."""
 
 from __future__ import annotations
 

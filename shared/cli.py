@@ -1,4 +1,4 @@
-"""``asyncq``: the operator's CLI: run the demo, look at a queue, check health, handle dead letters."""
+"""asyncq: the operator's CLI: run the demo, look at a queue, check health, handle dead letters."""
 
 from __future__ import annotations
 
@@ -18,12 +18,18 @@ from shared import options as opt
 from shared.connection import RedisUnavailable, TLSOptions, check_reachable, connect, redact
 from shared.demo import DemoConfig, redis_for_demo, run_demo
 from shared.envelope import DeadLetter
-from shared.logs import configure
+from shared.logs import LogFormat, configure
 from shared.runner import fail, queue_name, run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 dead_app = typer.Typer(no_args_is_help=True, help="Inspect and recover dead letters.")
 app.add_typer(dead_app, name="dead-letters")
+
+
+@app.callback()
+def _options(log_format: opt.LogFormatOpt = LogFormat.text) -> None:
+    """asyncq: the operator's CLI. Options here go before the command: asyncq --log-format json stats."""
+    configure(verbose=False, fmt=log_format)
 
 Queue = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")]
 
@@ -53,7 +59,6 @@ def demo(
 
     Uses REDIS_URL when set; otherwise starts a private redis-server on a free loopback port.
     """
-    configure(verbose=False)
     config = DemoConfig(producers, consumers, concurrency, count, work, rate, queue, verbose)
     console = Console()
     url = os.environ.get("REDIS_URL")
@@ -77,7 +82,6 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
 ) -> None:
     """One snapshot of the queue: depth, ages, consumers, retries, dead letters, counters."""
-    configure(verbose=False)
 
     async def go() -> snapshot.Snapshot:
         client = await _client(redis_url)
@@ -102,7 +106,6 @@ def watch(
     interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")] = 1.0,
 ) -> None:
     """A live dashboard of the queue, refreshed every second; Ctrl-C to leave."""
-    configure(verbose=False)
     from shared.dashboard import watch as watch_queue
 
     run(watch_queue(redis_url, queue, interval, Console()), url=redis_url)
@@ -118,7 +121,6 @@ def health(
     consumer: Annotated[str | None, typer.Option("--consumer", help="A consumer id to look for.")] = None,
 ) -> None:
     """Exit 0 if Redis answers and a consumer of this host (or --consumer) has a live heartbeat; else 1."""
-    configure(verbose=False)
     wanted_host = host or socket.gethostname()
 
     async def go() -> str | None:
