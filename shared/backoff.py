@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from shared.connection import describe
+from redis.exceptions import RedisError
+
+from shared.connection import describe, is_transient
+
+T = TypeVar("T")
 
 
 class Outage:
@@ -41,3 +48,30 @@ class Outage:
             self.log.warning("%s: Redis available again after %.1f s", self.what, time.monotonic() - self.since)
         self.since = None
         self.failures = 0
+
+
+async def retrying(
+    what: str, call: Callable[[], Awaitable[T]], log: logging.Logger, attempts: int | None = None
+) -> T | None:
+    """Run ``call()`` until it succeeds, backing off through transient Redis failures.
+
+    A permanent Redis error is raised. With ``attempts``, gives up after that many failures, logs it and
+    returns None (for steps whose failure recovery covers, such as giving items back on close).
+    """
+    outage = Outage(what, log)
+    tries = 0
+    while True:
+        try:
+            result = await call()
+        except (RedisError, OSError) as exc:
+            tries += 1
+            permanent = isinstance(exc, RedisError) and not is_transient(exc)
+            if attempts is not None and (permanent or tries >= attempts):
+                log.warning("%s failed (%s); recovery will handle it", what, describe(exc))
+                return None
+            if permanent:
+                raise
+            await asyncio.sleep(outage.failed(exc))
+            continue
+        outage.recovered()
+        return result

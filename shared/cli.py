@@ -31,6 +31,7 @@ def _options(log_format: opt.LogFormatOpt = LogFormat.text) -> None:
     """asyncq: the operator's CLI. Options here go before the command: asyncq --log-format json stats."""
     configure(verbose=False, fmt=log_format)
 
+
 Queue = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")]
 
 

@@ -104,6 +104,10 @@ class Liveness:
 
     async def _run(self) -> None:
         outage = Outage("heartbeat", log)
+        # Sweep once at start, not only after the first interval: in a crash loop (consumers killed and
+        # restarted every few seconds) consumers that die young would otherwise never sweep at all.
+        with contextlib.suppress(RedisError, OSError):
+            await self.sweep()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):

@@ -1,0 +1,232 @@
+"""The consuming side of a RedisQueue, created on the first ``get()``: fetcher, heartbeat, the items handed
+out and not yet marked done, and their batched acknowledgements."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.backoff import retrying
+from shared.batcher import Batcher
+from shared.envelope import Message, dead_letter_record
+from shared.fetcher import Fetcher
+from shared.keys import Keys
+from shared.liveness import Liveness
+from shared.scripts import Scripts
+from shared.stats import ConsumerStats
+
+log = logging.getLogger(__name__)
+
+_DEAD_PREVIEW = 64 * 1024  # an oversized value is kept in its dead letter only up to this size
+
+
+class Consuming:
+    """Everything one consuming process keeps about its items; ``RedisQueue`` delegates to it."""
+
+    def __init__(
+        self,
+        *,
+        client: aioredis.Redis,
+        scripts: Scripts,
+        keys: Keys,
+        consumer_id: str,
+        stats: ConsumerStats,
+        prefetch: int,
+        batch_size: int,
+        block_timeout: float,
+        heartbeat_interval: float,
+        max_item_bytes: int,
+        max_deliveries: int,
+    ) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._keys = keys
+        self.consumer_id = consumer_id
+        self._processing = keys.processing(consumer_id)
+        self.stats = stats
+        self.max_deliveries = max_deliveries
+        self.concurrency = 0
+        self.in_progress: dict[bytes, Message] = {}
+        self._by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], deque[Message]] = weakref.WeakKeyDictionary()
+        self.acks: Batcher[bytes] = Batcher("ack", self._send_acks, retry_all=True, max_batch=1000)
+        pool = client.connection_pool
+        options = dict(pool.connection_kwargs)
+        options["socket_timeout"] = block_timeout + 10.0  # above the blocking pop's server-side timeout
+        self._blocking = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(
+                connection_class=pool.connection_class, max_connections=1, **options
+            ),
+            single_connection_client=True,
+        )
+        self.liveness = Liveness(
+            client=client,
+            scripts=scripts,
+            keys=keys,
+            consumer_id=consumer_id,
+            interval=heartbeat_interval,
+            info=self._heartbeat_info,
+            on_lost=self._on_lost_heartbeat,
+        )
+        self.fetcher = Fetcher(
+            scripts=scripts,
+            blocking=self._blocking,
+            keys=keys,
+            consumer_id=consumer_id,
+            prefetch=prefetch,
+            batch_size=batch_size,
+            block_timeout=block_timeout,
+            max_item_bytes=max_item_bytes,
+            max_deliveries=max_deliveries,
+            on_bad=self._on_bad,
+            reconcile=self._reconcile,
+        )
+        self.fetcher.start(self.liveness.register)
+
+    # -- handing out and marking done ----------------------------------------------------------------------
+
+    async def get(self) -> Message:
+        message = await self.fetcher.get()
+        self.in_progress[message.raw] = message
+        task = asyncio.current_task()
+        if task is not None:
+            self._by_task.setdefault(task, deque()).append(message)
+        self.stats.latency.record(max(0.0, time.time() - message.enqueued_at))
+        return message
+
+    def pop_unmarked(self) -> Message:
+        """The oldest item the calling task got and has not marked, else the process's oldest."""
+        task = asyncio.current_task()
+        mine = self._by_task.get(task) if task is not None else None
+        while mine:
+            message = mine.popleft()
+            if message.raw in self.in_progress:
+                return message
+        # Under asyncio.wait_for() on 3.11 get() ran in another task: fall back to the oldest item.
+        for message in self.in_progress.values():
+            return message
+        raise ValueError("task_done() called more times than there were items got")
+
+    def ack(self, message: Message) -> None:
+        if self.in_progress.pop(message.raw, None) is None:
+            raise ValueError("task_done() called more times than there were items got")
+        self.stats.processed += 1
+        self.acks.submit(message.raw, wait=False)
+
+    async def _send_acks(self, raws: list[bytes]) -> int:
+        keys = self._keys
+        await self._scripts.ack(keys=[self._processing, keys.unfinished, keys.totals], args=[keys.events, *raws])
+        return len(raws)
+
+    async def retry(self, message: Message, delay: float) -> bool:
+        self.in_progress.pop(message.raw, None)
+        self.stats.failed += 1
+        self.stats.retried += 1
+        keys = self._keys
+        done = await retrying(
+            "retry",
+            lambda: self._scripts.retry(
+                keys=[self._processing, keys.delayed, keys.totals], args=[message.raw, max(0, int(delay * 1000))]
+            ),
+            log,
+        )
+        return bool(done)
+
+    async def dead_letter(self, message: Message, reason: str, *, failed: bool) -> bool:
+        self.in_progress.pop(message.raw, None)
+        if failed:
+            self.stats.failed += 1
+        return await self._dead(message.raw, reason, counted=True, failed=failed, item_id=message.id)
+
+    async def _dead(
+        self, raw: bytes, reason: str, *, counted: bool, failed: bool = False, item_id: str | None = None
+    ) -> bool:
+        keys = self._keys
+        kept = raw if len(raw) <= _DEAD_PREVIEW else raw[:_DEAD_PREVIEW]
+        record = dead_letter_record(kept, reason, self.consumer_id, item_id)
+        self.stats.dead_lettered += 1
+        log.warning("dead letter (%s): %s", item_id or "not an envelope", reason)
+        done = await retrying(
+            "dead-letter",
+            lambda: self._scripts.dead(
+                keys=[self._processing, keys.dead, keys.unfinished, keys.totals],
+                args=[keys.events, raw, record, int(counted), int(failed)],
+            ),
+            log,
+        )
+        return bool(done)
+
+    async def _on_bad(self, raw: bytes, reason: str, counted: bool) -> None:
+        await self._dead(raw, reason, counted=counted)
+
+    # -- liveness ------------------------------------------------------------------------------------------
+
+    def _heartbeat_info(self) -> dict[str, Any]:
+        return {
+            "id": self.consumer_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.concurrency,
+            "in_progress": len(self.in_progress),
+            "buffered": len(self.fetcher.buffer),
+            "at": time.time(),
+            **self.stats.to_json(),
+        }
+
+    async def _on_lost_heartbeat(self) -> None:
+        self.fetcher.request_reconcile()
+
+    async def _reconcile(self) -> None:
+        """Make our processing list and what this process holds agree (run by the fetcher only).
+
+        Buffered items that recovery already gave back are dropped; listed items that nobody here holds
+        (a blocking pop whose reply was lost) go back to the head of the line.
+        """
+        held = {r for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
+        dropped = self.fetcher.keep_only(held)
+        if dropped:
+            log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
+        keep = [*self.in_progress, *self.acks.pending(), *(m.raw for m in self.fetcher.buffer)]
+        given = int(await self._scripts.release(keys=[self._processing, self._keys.queue], args=keep))
+        if given:
+            log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
+
+    # -- stopping ------------------------------------------------------------------------------------------
+
+    async def stop(self) -> int:
+        """Stop claiming; give back what was claimed and not handed out. Returns how many went back."""
+        await self.fetcher.stop()
+        given = await retrying(
+            "release",
+            lambda: self._scripts.release(
+                keys=[self._processing, self._keys.queue], args=[*self.in_progress, *self.acks.pending()]
+            ),
+            log,
+            attempts=5,
+        )
+        return int(given or 0)
+
+    async def close(self) -> None:
+        """Flush acknowledgements, give back everything else, leave (each step bounded)."""
+        await self.fetcher.stop()
+        try:
+            async with asyncio.timeout(10.0):
+                await self.acks.flush()
+        except TimeoutError:
+            log.warning("%d acknowledgement(s) could not reach Redis; those items will be redelivered", len(self.acks))
+        self.in_progress.clear()
+        await retrying(
+            "release",
+            lambda: self._scripts.release(keys=[self._processing, self._keys.queue], args=[]),
+            log,
+            attempts=3,
+        )
+        await self.liveness.close(remove=True)
+        await self._blocking.aclose()
