@@ -216,13 +216,19 @@ def raw(mode: str) -> Callable[[Bench], Sample]:
 # -- asyncq ------------------------------------------------------------------------------------------------
 
 
-def end_to_end(consumers: int, *, uvloop: bool = False, rate: int = 0) -> Callable[[Bench], Sample]:
-    """One producer process, ``consumers`` consumer processes; with ``rate`` an offered load (items/s)."""
+def end_to_end(
+    consumers: int, *, uvloop: bool = False, rate: int = 0, options: tuple[str, ...] = ()
+) -> Callable[[Bench], Sample]:
+    """One producer process, ``consumers`` consumer processes (with ``options``); with ``rate`` an offered
+    load (items/s), else as fast as they go."""
 
     def case(bench: Bench) -> Sample:
         count = bench.sizes.latency if rate else bench.sizes.e2e
         summaries = [bench.summary_file() for _ in range(consumers)]
-        procs = [bench.cli("consumer", "--work", "0", "--summary-file", str(path), uvloop=uvloop) for path in summaries]
+        procs = [
+            bench.cli("consumer", "--work", "0", "--summary-file", str(path), *options, uvloop=uvloop)
+            for path in summaries
+        ]
         bench.registered(consumers)
         bench.begin()
         args = ["-n", str(count), "--size", SIZE]
@@ -293,6 +299,7 @@ CASES = [
     Case(BATCHED, raw("batched")),
     Case("asyncq e2e 1 producer + 1 consumer", end_to_end(1), E2E),
     Case("asyncq e2e 1 producer + 2 consumers", end_to_end(2), E2E),
+    Case("asyncq e2e 1+1, consumer --prefetch 100", end_to_end(1, options=("--prefetch", "100")), E2E),
     Case("asyncq producer alone (puts/s)", producer_alone(), PUTS),
     Case("asyncq latency at 1,000 items/s", end_to_end(1, rate=1000), LATENCY),
     Case("asyncq idle consumer, concurrency 1000", idle, IDLE),
@@ -400,11 +407,21 @@ def describe(server: EmbeddedRedis, repeat: int, sizes: Sizes) -> str:
     info = redis.Redis.from_url(server.url).info("server")
     return (
         f"asyncq benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"redis-server {info['redis_version']}, redis-py {version('redis')}, hiredis {version('hiredis')}; "
-        f"medians of {repeat} run(s); items: e2e {sizes.e2e:,}, producer {sizes.producer:,}, "
-        f"naive {sizes.naive:,}, batched {sizes.batched:,}, latency {sizes.latency:,} at 1,000/s; "
-        f"idle {sizes.idle:.0f} s"
+        f"redis-server {info['redis_version']}, redis-py {version('redis')}, hiredis {version('hiredis')}, "
+        f"uvloop {version('uvloop')}; medians of {repeat} run(s); items: e2e {sizes.e2e:,}, "
+        f"producer {sizes.producer:,}, naive {sizes.naive:,}, batched {sizes.batched:,}, "
+        f"latency {sizes.latency:,} at 1,000/s; idle {sizes.idle:.0f} s. {_load()}"
     )
+
+
+def _load(*, before: bool = True) -> str:
+    """The load average: other busy processes on the machine skew every figure (CPU seconds the least).
+
+    Before the run a 5-minute figure over 1 means something else was busy; after it, the bench's own load
+    is in it too."""
+    one, five, _ = os.getloadavg()
+    busy = " (something else keeps the machine busy: figures are skewed)" if before and five > 1.0 else ""
+    return f"Load average 1/5 min: {one:.2f}/{five:.2f}{busy}"
 
 
 def main() -> int:
@@ -435,6 +452,7 @@ def main() -> int:
                 print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
             results[case.name] = median(samples)
         print(table(results))
+        print(f"After the run: {_load(before=False)}")
     return 0
 
 

@@ -137,6 +137,7 @@ class Consuming:
             ),
             log,
         )
+        self.fetcher.due_in(delay)
         return bool(done)
 
     async def dead_letter(self, message: Message, reason: str, *, failed: bool) -> bool:

@@ -57,7 +57,7 @@ class Events:
                 self._subscribed.set()
                 outage.recovered()
                 while not self._stop.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
+                    message = await pubsub.get_message(timeout=0.25)  # bounds how long close() waits
                     if message is not None:
                         self._dispatch(message.get("data"))
             except (RedisError, OSError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -68,6 +69,9 @@ class Fetcher:
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._wrong_type_reported = False
+        self._blocked_until: float | None = None  # monotonic end of the blocking pop in progress
+        self._retry_due: float | None = None  # monotonic time our earliest scheduled retry falls due
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._blocked_id: int | None = None  # CLIENT ID of the blocking connection, to unblock it on stop
         self._unblocker: aioredis.Redis = scripts.client
 
@@ -154,6 +158,15 @@ class Fetcher:
                 async with asyncio.timeout(2.0):
                     await self._unblocker.client_unblock(self._blocked_id)
 
+    def due_in(self, seconds: float) -> None:
+        """A retry of ours falls due in ``seconds``: end a blocking pop that would outlast it."""
+        due = time.monotonic() + seconds
+        self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
+        if self._blocked_until is not None and time.monotonic() + seconds < self._blocked_until - 0.05:
+            task = asyncio.create_task(self._unblock(), name="asyncq-unblock")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
     def request_reconcile(self) -> None:
         """Check the processing list against what this process holds before claiming more (see _run)."""
         self._reconcile_needed = True
@@ -210,28 +223,37 @@ class Fetcher:
                         await self._stop.wait()
 
     async def _claim(self, want: int) -> list[bytes]:
-        """Up to ``want`` items: a non-blocking batch, else one bounded blocking pop and then a batch."""
+        """Up to ``want`` items: a non-blocking batch, else the one item of a bounded blocking pop.
+
+        The popped item is handed out at once rather than after a second round trip for more: on a queue
+        that was empty, that round trip is most of the item's latency, and the next pass claims the rest.
+        """
         raws, wait = await self._claim_batch(want)
         if raws:
             return raws
-        timeout = max(0.01, min(self._block_timeout, wait))
         if self._blocked_id is None:
             self._blocked_id = int(await self._blocking.client_id())
         if self._stop.is_set():
             return []
-        raw = await self._blocking.blmove(
-            self._keys.queue,
-            self._processing,
-            timeout,  # type: ignore[arg-type]  # Redis takes fractional seconds
-            "RIGHT",
-            "LEFT",
-        )
-        if not isinstance(raw, bytes):
-            return []
-        if want == 1:
-            return [raw]
-        more, _ = await self._claim_batch(want - 1)
-        return [raw, *more]
+        # No await from here to the pop: a retry scheduled meanwhile either shortens this timeout or, once
+        # _blocked_until is set, unblocks the pop (due_in).
+        now = time.monotonic()
+        if self._retry_due is not None and self._retry_due <= now:
+            self._retry_due = None
+        local = self._retry_due - now if self._retry_due is not None else self._block_timeout
+        timeout = max(0.01, min(self._block_timeout, wait, local))
+        self._blocked_until = time.monotonic() + timeout
+        try:
+            raw = await self._blocking.blmove(
+                self._keys.queue,
+                self._processing,
+                timeout,  # type: ignore[arg-type]  # Redis takes fractional seconds
+                "RIGHT",
+                "LEFT",
+            )
+        finally:
+            self._blocked_until = None
+        return [raw] if isinstance(raw, bytes) else []
 
     async def _claim_batch(self, want: int) -> tuple[list[bytes], float]:
         """The FETCH script; also returns how long until the next retry falls due (seconds)."""

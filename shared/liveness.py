@@ -124,7 +124,10 @@ class Liveness:
     async def sweep(self) -> int:
         """Recover the items of every consumer whose heartbeat expired; returns how many moved."""
         token = f"{self._id}-{os.urandom(4).hex()}"
-        if not await self._client.set(self._keys.sweep_lock, token, nx=True, px=self.ttl_ms):
+        # The lock only spares duplicate work (RECOVER is atomic and checks the heartbeat itself), so it lives one
+        # interval, not a heartbeat TTL: a sweeper killed mid-sweep delays the others' next sweep by at most that.
+        lock_ms = max(100, int(self.interval * 1000))
+        if not await self._client.set(self._keys.sweep_lock, token, nx=True, px=lock_ms):
             return 0
         moved = 0
         try:

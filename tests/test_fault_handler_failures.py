@@ -112,6 +112,19 @@ async def test_flaky_item_succeeds_on_third_delivery_with_backoff(
 
 
 @pytest.mark.timeout(60)
+async def test_short_backoff_is_not_stretched_to_the_block_timeout(
+    client: redis.Redis, queue: RedisQueue, redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    base = 0.4
+    consumer = _consumer(queue_name, redis_url, tmp_path, "--retry-base", str(base))
+    await _put(queue, {"data": "flaky", "mode": "flaky", "fails": 1})
+    wait_until(lambda: counts(client, queue_name), 20, "the item to succeed")
+    first, second = calls(client, queue_name, "flaky")
+    assert consumer.terminate() == 0, consumer.describe()
+    assert 0.75 * base <= second - first <= 1.25 * base + 0.5, f"retried after {second - first:.2f} s"
+
+
+@pytest.mark.timeout(60)
 async def test_timeout_bounds_a_slow_handler(
     client: redis.Redis, queue: RedisQueue, redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:

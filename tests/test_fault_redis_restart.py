@@ -7,6 +7,7 @@ up, so counting deliveries does not depend on the server being restarted.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_redis_restart_mid_run_loses_nothing(
 
     try:
         rc = producer.wait(timeout=60)
-    except Exception:
+    except subprocess.TimeoutExpired:
         pytest.fail("producer --wait did not return within 60 s of the restart\n" + diagnostics())
     assert rc == 0, diagnostics()
     assert f"produced {COUNT} items" in producer.stdout(), diagnostics()
