@@ -276,6 +276,7 @@ async def _run(url: str, queue: str, interval: float, console: Console, until: a
                         await stop.wait()
             # The end of a demo: let the consumers' heartbeats catch up with the totals, for the last frame.
             deadline = time.monotonic() + SETTLE
+            await view.poll(client)
             while not view.settled() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 await view.poll(client)

@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 
 from shared.embedded import EmbeddedRedis
+from tests.fault_support import reap
 from tests.procs import docker_available
 
 REDIS_IMAGE = os.environ.get("ASYNCQ_TEST_REDIS_IMAGE", "redis:7-bookworm")
@@ -85,3 +87,18 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[SyncRedis]:
+    """A synchronous client on the session's Redis (for tests that poll while processes work)."""
+    c = SyncRedis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Kill any process a test started through tests.fault_support and left running."""
+    yield
+    reap()

@@ -7,7 +7,7 @@ it are processed, and a key of the wrong type is reported once on stderr, by nam
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from shared import RedisQueue
 from shared.envelope import encode
 from shared.keys import Keys
-from tests.fault_support import counts, dead_letters, reap, start, state, wait_until
+from tests.fault_support import counts, dead_letters, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 MAX_ITEM_BYTES = 1024 * 1024  # the consumer's default
@@ -42,19 +42,6 @@ BAD: list[tuple[str, bytes, str]] = [
         "exceeds max_item_bytes",
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ the item's ``mode``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -16,22 +16,9 @@ import redis
 
 from shared import RedisQueue
 from shared.keys import Keys
-from tests.fault_support import Proc, calls, counts, dead_letters, reap, start, state, wait_until
+from tests.fault_support import Proc, calls, counts, dead_letters, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:behave"
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture

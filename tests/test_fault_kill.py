@@ -10,30 +10,16 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from shared.keys import Keys
-from tests.fault_support import Proc, consumer_id, counts, reap, start, state, wait_until
+from tests.fault_support import Proc, consumer_id, counts, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 DEFAULT_RECOVERY = 10.0  # the promise with the default heartbeat (2 s): redelivered within 10 s
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def _consumer(queue: str, redis_url: str, logdir: Path, name: str, *args: str, work: str = "0") -> Proc:

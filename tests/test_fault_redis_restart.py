@@ -16,16 +16,10 @@ import redis
 
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
-from tests.fault_support import Proc, counts, reap, start, state, wait_until
+from tests.fault_support import Proc, counts, start, state, wait_until
 
 COUNT = 2000
 RATE = 200  # items/s: production spans 10 s, the restart falls in its middle
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap()
 
 
 @pytest.fixture

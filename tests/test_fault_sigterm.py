@@ -7,29 +7,15 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from shared.keys import Keys
-from tests.fault_support import consumer_id, counts, reap, start, state, wait_until
+from tests.fault_support import consumer_id, counts, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    reap()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def _started(client: redis.Redis, prefix: str) -> dict[str, int]:
