@@ -97,7 +97,12 @@ class Consuming:
         self.in_progress[message.raw] = message
         task = asyncio.current_task()
         if task is not None:
-            self._by_task.setdefault(task, deque()).append(message)
+            mine = self._by_task.get(task)
+            if mine is None:
+                mine = self._by_task[task] = deque()
+            while mine and mine[0].raw not in self.in_progress:
+                mine.popleft()  # marked through ack(message) rather than task_done(): forget it here
+            mine.append(message)
         self.stats.latency.record(max(0.0, time.time() - message.enqueued_at))
         return message
 

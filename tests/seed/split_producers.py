@@ -1,6 +1,7 @@
 """The seed's producers alone, in their own process: put, then join() until another process consumed all."""
 
 import asyncio
+import random
 import sys
 import time
 
@@ -18,4 +19,5 @@ async def main(nprod: int) -> None:
 
 
 if __name__ == "__main__":
+    random.seed(444)  # as the seed program does: the same items every run (and never none)
     asyncio.run(main(int(sys.argv[1])))
