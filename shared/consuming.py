@@ -235,4 +235,4 @@ class Consuming:
             attempts=3,
         )
         await self.liveness.close(remove=True)
-        await self._blocking.aclose()
+        await self._blocking.aclose(close_connection_pool=True)  # the pool is ours, made for this client

@@ -95,8 +95,8 @@ class Fetcher:
                 raise
         self._check_open()
         message = self.buffer.popleft()
-        if self.prefetch:
-            self._wake.set()
+        if self.prefetch or self._getters:
+            self._wake.set()  # refill: the buffer's count no longer hides the getters still waiting
         return message
 
     def _check_open(self) -> None:

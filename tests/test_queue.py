@@ -159,3 +159,16 @@ async def test_wait_for_get_then_task_done_from_caller(redis_url: str, redis: ai
 async def test_invalid_queue_name(redis_url: str) -> None:
     with pytest.raises(ValueError, match="invalid queue name"):
         RedisQueue("bad name*", url=redis_url)
+
+
+async def test_every_waiting_getter_is_served(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
+    """Items arriving while several getters wait (no prefetch) reach all of them, not only the first."""
+    async with (
+        RedisQueue(queue_name, url=redis_url, block_timeout=30, prefetch=0) as consumer,
+        RedisQueue(queue_name, url=redis_url) as producer,
+    ):
+        getters = [asyncio.create_task(consumer.get()) for _ in range(3)]
+        await asyncio.sleep(0.2)  # all three wait; the fetcher is in its blocking pop
+        await producer.put_many(["a", "b", "c"])
+        # with a 30 s pop timeout, a getter the fetcher forgot would wait far past this bound
+        assert sorted(await asyncio.wait_for(asyncio.gather(*getters), 5)) == ["a", "b", "c"]
