@@ -128,7 +128,8 @@ class Consumer:
         self.metrics = metrics
         self.handler = handler
         self.config = config
-        self.summary = Summary(queue.consumer_id)
+        # The queue already records each item's enqueue-to-get latency (for its heartbeat): share it.
+        self.summary = Summary(queue.consumer_id, latency=queue.stats.latency)
         self._verbose = items_log.isEnabledFor(logging.INFO)
         # The labelled series, looked up once: labels() takes a lock and builds a key on every call.
         self._series = _Series.of(metrics) if metrics is not None else None
@@ -178,7 +179,6 @@ class Consumer:
 
     async def _handle(self, name: str, message: Message) -> None:
         latency = max(0.0, time.time() - message.enqueued_at)
-        self.summary.latency.record(latency)
         m = self._series
         if m is not None:
             m.latency.observe(latency)
