@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from shared.queue import RedisQueue
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -65,8 +67,7 @@ class Metrics:
         """Update the gauges that live in Redis; False when Redis did not answer."""
         self.in_progress.labels(**self.labels).set(self.queue.in_progress)
         try:
-            async with asyncio.timeout(2.0):
-                self.queue_depth.labels(**self.labels).set(await self.queue.qsize())
+            self.queue_depth.labels(**self.labels).set(await _twice(self.queue.qsize))
         except (RedisError, OSError, TimeoutError):
             self.up.labels(**self.labels).set(0)
             return False
@@ -74,14 +75,27 @@ class Metrics:
         return True
 
     async def healthy(self) -> tuple[bool, str]:
+        key = self.queue.keys.heartbeat(self.queue.consumer_id)
         try:
-            async with asyncio.timeout(2.0):
-                alive = await self.queue.redis.exists(self.queue.keys.heartbeat(self.queue.consumer_id))
+            alive = await _twice(lambda: self.queue.redis.exists(key))
         except (RedisError, OSError, TimeoutError) as exc:
             return False, f"redis unreachable: {type(exc).__name__}"
         if not alive:
             return False, "heartbeat missing or expired"
         return True, "ok"
+
+
+async def _twice(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` bounded to 2 s, tried again once after a connection error: after a Redis restart each
+    pooled connection fails once before it reconnects, and one scrape should not report Redis down for it."""
+    for attempt in (1, 2):
+        try:
+            async with asyncio.timeout(2.0):
+                return await call()
+        except (ConnectionError, OSError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _respond(metrics: Metrics, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
