@@ -166,3 +166,16 @@ def state(client: redis.Redis, keys: Keys) -> dict[str, Any]:
 
 def traceback_free(text: str) -> bool:
     return "Traceback" not in text
+
+
+def assert_drained(
+    client: redis.Redis, keys: Keys, consumers: Sequence[Proc], diagnostics: Callable[[], str]
+) -> dict[str, Any]:
+    """Nothing waiting, nothing unfinished, nothing dead; every consumer then stops with exit 0. Returns the state."""
+    left = state(client, keys)
+    assert left["unfinished"] == 0, diagnostics()
+    assert left["queue"] == 0, diagnostics()
+    assert left["dead"] == 0, diagnostics()
+    for proc in consumers:
+        assert proc.terminate(timeout=30) == 0, diagnostics()
+    return left

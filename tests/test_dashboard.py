@@ -24,7 +24,7 @@ from shared.dashboard import History, render_snapshot, sparkline, watch
 from shared.embedded import EmbeddedRedis
 from shared.latency import Histogram
 from shared.snapshot import ConsumerView, Snapshot
-from tests.procs import cli, env
+from tests.procs import cli, env, run
 
 RULE = "─" * 120
 
@@ -188,14 +188,7 @@ def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen
         stderr=subprocess.DEVNULL,
     )
     try:
-        put = subprocess.run(
-            [cli("producer"), "--queue", queue_name, "--count", "9", "--no-wait"],
-            env=env(REDIS_URL=redis_url),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        put = run("producer", "--queue", queue_name, "--count", "9", "--no-wait", redis_url=redis_url, timeout=30)
         assert put.returncode == 0, put.stderr
         yield proc, 9
     finally:

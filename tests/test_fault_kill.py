@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from shared.keys import Keys
-from tests.fault_support import Proc, consumer_id, counts, start, state, wait_until
+from tests.fault_support import Proc, assert_drained, consumer_id, counts, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 DEFAULT_RECOVERY = 10.0  # the promise with the default heartbeat (2 s): redelivered within 10 s
@@ -135,12 +135,7 @@ def test_sigkill_storm_loses_nothing(client: redis.Redis, redis_url: str, queue_
     finally:
         clock.close()
 
-    left = state(client, keys)
-    assert left["unfinished"] == 0, diagnostics()
-    assert left["queue"] == 0, diagnostics()
-    assert left["dead"] == 0, diagnostics()
-    for proc in consumers:
-        assert proc.terminate(timeout=30) == 0, diagnostics()
+    left = assert_drained(client, keys, consumers, diagnostics)
 
     put = producer.added()
     seen = counts(client, queue_name)

@@ -16,7 +16,7 @@ import redis
 
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
-from tests.fault_support import Proc, counts, start, state, wait_until
+from tests.fault_support import Proc, assert_drained, counts, start, state, wait_until
 
 COUNT = 2000
 RATE = 200  # items/s: production spans 10 s, the restart falls in its middle
@@ -82,13 +82,10 @@ def test_redis_restart_mid_run_loses_nothing(
     for proc in consumers:
         assert proc.alive(), "a consumer stopped after the restart\n" + diagnostics()
 
-    left = state(queue, keys)
-    queue.close()
-    assert left["unfinished"] == 0, diagnostics()
-    assert left["queue"] == 0, diagnostics()
-    assert left["dead"] == 0, diagnostics()
-    for proc in consumers:
-        assert proc.terminate(timeout=30) == 0, diagnostics()
+    try:
+        left = assert_drained(queue, keys, consumers, diagnostics)
+    finally:
+        queue.close()
 
     put = producer.added()
     seen = counts(record, queue_name)
