@@ -52,9 +52,10 @@ class Summary:
 
     def line(self) -> str:
         lat = self.latency
+        rate = f"{self.rate:,.0f}" if self.rate >= 100 else f"{self.rate:.3g}"
         return (
             f"consumer {self.consumer}: processed {self.processed} items in {self.seconds:.2f} s "
-            f"({self.rate:,.0f} items/s), failed {self.failed}; enqueue-to-start latency "
+            f"({rate} items/s), failed {self.failed}; enqueue-to-start latency "
             f"p50 {lat.quantile(0.5) * 1000:.2f} ms, p90 {lat.quantile(0.9) * 1000:.2f} ms, "
             f"p99 {lat.quantile(0.99) * 1000:.2f} ms, max {lat.maximum * 1000:.2f} ms"
         )
@@ -136,22 +137,31 @@ class Consumer:
         queue.concurrency = config.concurrency
 
     async def run(self, stop: asyncio.Event) -> Summary:
+        """Consume until ``stop`` is set or (with ``drain``) the queue is drained; raises what made consuming
+        stop by itself (Redis refusing a step, such as NOPERM) after the shutdown."""
         start = time.perf_counter()
         workers = [
             asyncio.create_task(self._work(n), name=f"asyncq-worker-{n}") for n in range(self.config.concurrency)
         ]
-        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait(), name="asyncq-stop")]
-        if self.config.drain:
-            waiters.append(asyncio.create_task(self._drained(), name="asyncq-drain"))
+        stopped = asyncio.create_task(stop.wait(), name="asyncq-stop")
+        # Workers end only once getting fails for good: that ends the run too.
+        ended = asyncio.create_task(asyncio.wait(workers), name="asyncq-workers")
+        waiters: list[asyncio.Task[Any]] = [stopped, ended]
+        drained = asyncio.create_task(self.queue.join(), name="asyncq-drain") if self.config.drain else None
+        if drained is not None:
+            waiters.append(drained)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
         await self._shutdown(workers)
         self.summary.seconds = time.perf_counter() - start
+        failure = self.queue.failure
+        if failure is None and drained is not None and drained.done() and not drained.cancelled():
+            failure = drained.exception()
+        if failure is not None:
+            raise failure
         return self.summary
-
-    async def _drained(self) -> None:
-        await self.queue.join()
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
         given = await self.queue.stop_consuming()
@@ -169,13 +179,19 @@ class Consumer:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _work(self, n: int) -> None:
+        """One worker: get, handle, acknowledge, until getting is closed. Nothing a handler raises ends it."""
         name = f"{self.queue.consumer_id}/{n}"
         while True:
             try:
                 message = await self.queue.get_message()
             except QueueClosed:
                 return
-            await self._handle(name, message)
+            try:
+                await self._handle(name, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug of ours: say so loudly, but keep this worker consuming
+                log.exception("worker %s: unexpected error handling item %s", name, message.id)
 
     async def _handle(self, name: str, message: Message) -> None:
         latency = max(0.0, time.time() - message.enqueued_at)
@@ -202,9 +218,14 @@ class Consumer:
             else:
                 async with asyncio.timeout(self.config.timeout):
                     await self.handler(message.payload)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            # Only a cancellation of this worker (shutdown) goes through. CancelledError raised by the handler
+            # itself, SystemExit, KeyboardInterrupt or any other BaseException is the handler failing.
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+            if not isinstance(exc, Exception):
+                log.warning("item %s: the handler raised %s; counted as a failure", message.id, type(exc).__name__)
             self.summary.failed += 1
             if m is not None:
                 m.failed.inc()

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from shared.connection import describe, is_transient
+from shared.connection import describe, is_transient, is_unreachable
 
 T = TypeVar("T")
 
@@ -38,7 +38,8 @@ class Outage:
     def failed(self, exc: BaseException) -> float:
         if self.since is None:
             self.since = time.monotonic()
-            self.log.warning("%s: Redis unavailable (%s); retrying with backoff", self.what, describe(exc))
+            state = "Redis unavailable" if is_unreachable(exc) else "Redis refused"
+            self.log.warning("%s: %s (%s); retrying with backoff", self.what, state, describe(exc))
         delay = min(self.cap, self.base * 2**self.failures)
         self.failures += 1
         return float(delay * random.uniform(0.5, 1.0))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -19,7 +19,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
+    BusyLoadingError,
     ConnectionError,
+    OutOfMemoryError,
     RedisError,
     ResponseError,
     TimeoutError,
@@ -28,7 +30,14 @@ from redis.exceptions import (
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://localhost:6379/0"
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS")
+MIN_REDIS = (7, 0)  # script flags (allow-oom) need 7.0
+# Error replies that pass by themselves: a server loading or busy, a failover or slot move under way.
+_TRANSIENT_CODES = frozenset(
+    ("BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS", "UNBLOCKED", "MOVED", "ASK")
+)
+# Query parameters that carry a secret (redis-py reads ``password`` from the query too).
+_SECRET_PARAMS = frozenset(("password", "pass", "pwd", "secret", "token", "sentinel_password"))
+_SCRIPT_SUFFIX = re.compile(r"\s*script: [0-9a-f]{40}.*$", re.DOTALL)
 
 
 class RedisUnavailable(Exception):
@@ -65,21 +74,32 @@ def resolve_url(url: str | None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe to print and log."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with every password replaced by ``***``: safe to print and log.
+
+    Works on the text rather than a URL parser, so that a password with an unencoded ``/``, ``#``, ``?`` or
+    ``@`` (which parsers split in the wrong place) is hidden too; under doubt it hides more, never less.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _redact_query(url)
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user, colon, _ = userinfo.partition(":")
+        # No colon: "redis://secret@host" is taken as a password by some clients; hide it whole.
+        rest = (f"{user}:***@" if colon else "***@") + rest
+    return f"{scheme}://{_redact_query(rest)}"
+
+
+def _redact_query(text: str) -> str:
+    base, q, query = text.partition("?")
+    if not q:
+        return text
+    params = []
+    for param in query.split("&"):
+        name, eq, _ = param.partition("=")
+        params.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else param)
+    return f"{base}?{'&'.join(params)}"
 
 
 def connect(
@@ -107,42 +127,83 @@ def connect(
         raise RedisUnavailable(url, f"invalid URL ({exc})") from exc
 
 
+def error_code(exc: BaseException) -> str:
+    """The reply's error code (``READONLY``, ``NOPERM``, ...): redis-py strips it from the message of some
+    replies and keeps it in ``status_code``."""
+    if not isinstance(exc, RedisError):
+        return ""
+    code = getattr(exc, "status_code", None)
+    if code:
+        return str(code).upper()
+    first = str(exc).split(" ", 1)[0]
+    return first if first.isupper() else ""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for failures that pass by themselves: lost connections, timeouts, a server loading or busy."""
+    """True for failures that pass by themselves: lost connections, timeouts, a server loading or busy, a
+    failover or slot move under way. A refusal (wrong password, NOPERM, WRONGTYPE, a script error) is not."""
     if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return False
     if isinstance(exc, ConnectionError | TimeoutError | OSError):
         return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+    return isinstance(exc, ResponseError) and error_code(exc) in _TRANSIENT_CODES
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfMemoryError) or error_code(exc) == "OOM"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Redis did not answer (as opposed to answering with a refusal)."""
+    if isinstance(exc, AuthenticationError | BusyLoadingError):
+        return False
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line reason for ``exc`` that never contains a password."""
+    """A one-line reason for ``exc`` that never contains a password nor a script's sha."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _SCRIPT_SUFFIX.sub("", text).rstrip(" .,")
+    code = error_code(exc)
+    if code and not text.startswith(code):
+        text = f"{code} {text}"
     if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError):
         return f"authentication failed ({text})"
     if "NOAUTH" in text or "WRONGPASS" in text:
         return f"authentication failed ({text})"
+    if code == "NOPERM":
+        return f"permission denied by the server's ACL ({text})"
+    if is_out_of_memory(exc):
+        return f"Redis is out of memory ({text})"
     return text
 
 
 async def check_reachable(client: aioredis.Redis, url: str) -> None:
-    """PING once; raise ``RedisUnavailable`` with a one-line reason when that fails.
-
-    Also warns when ``maxmemory-policy`` would let Redis evict queue keys.
+    """PING once; raise ``RedisUnavailable`` with a one-line reason when that fails or the server is older
+    than 7.0. Also warns when ``maxmemory-policy`` would let Redis evict queue keys.
     """
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
         raise RedisUnavailable(url, describe(exc)) from exc
     try:
+        version = str((await client.info("server")).get("redis_version", ""))
+    except RedisError:
+        version = ""  # INFO may be refused by an ACL; the scripts then say so themselves
+    if version and tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < MIN_REDIS:
+        raise RedisUnavailable(url, f"Redis {version} is too old: asyncq needs Redis 7.0 or newer")
+    try:
         reply: dict[Any, Any] = await client.config_get("maxmemory-policy")
-        policy = reply.get(b"maxmemory-policy", b"")
     except RedisError:
         return  # CONFIG may be disabled (managed Redis); nothing to check then
-    if policy and policy != b"noeviction":
+    policy = _text(reply.get("maxmemory-policy", reply.get(b"maxmemory-policy", "")))
+    if policy and policy != "noeviction":
         log.warning(
             "Redis maxmemory-policy is %s: under memory pressure Redis may evict queue keys "
-            "(items, or heartbeats of live consumers); use noeviction",
-            policy.decode(),
+            "(items, or heartbeats of live consumers) and lose them; set it to noeviction",
+            policy,
         )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -25,8 +25,6 @@ from shared.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
 
-_DEAD_PREVIEW = 64 * 1024  # an oversized value is kept in its dead letter only up to this size
-
 
 class Consuming:
     """Everything one consuming process keeps about its items; ``RedisQueue`` delegates to it."""
@@ -43,7 +41,6 @@ class Consuming:
         batch_size: int,
         block_timeout: float,
         heartbeat_interval: float,
-        max_item_bytes: int,
         max_deliveries: int,
     ) -> None:
         self._client = client
@@ -54,7 +51,8 @@ class Consuming:
         self.stats = stats
         self.max_deliveries = max_deliveries
         self.concurrency = 0
-        self.in_progress: dict[bytes, Message] = {}
+        # Keyed by item id: two copies of one item (twins an older version could leave) are one item here.
+        self.in_progress: dict[str, Message] = {}
         self._by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], deque[Message]] = weakref.WeakKeyDictionary()
         self.acks: Batcher[bytes] = Batcher("ack", self._send_acks, retry_all=True, max_batch=1000)
         pool = client.connection_pool
@@ -83,8 +81,8 @@ class Consuming:
             prefetch=prefetch,
             batch_size=batch_size,
             block_timeout=block_timeout,
-            max_item_bytes=max_item_bytes,
             max_deliveries=max_deliveries,
+            lease=self.liveness.lease,
             on_bad=self._on_bad,
             reconcile=self._reconcile,
         )
@@ -94,13 +92,19 @@ class Consuming:
 
     async def get(self) -> Message:
         message = await self.fetcher.get()
-        self.in_progress[message.raw] = message
+        while message.id in self.in_progress:
+            # A copy of an item this process is already handling: done when that one is. Acknowledging
+            # the copy removes it from the processing list and counts it once for join().
+            log.warning("dropped a second copy of item %s, already in progress here", message.id)
+            self.acks.submit(message.raw, wait=False)
+            message = await self.fetcher.get()
+        self.in_progress[message.id] = message
         task = asyncio.current_task()
         if task is not None:
             mine = self._by_task.get(task)
             if mine is None:
                 mine = self._by_task[task] = deque()
-            while mine and mine[0].raw not in self.in_progress:
+            while mine and mine[0].id not in self.in_progress:
                 mine.popleft()  # marked through ack(message) rather than task_done(): forget it here
             mine.append(message)
         self.stats.latency.record(max(0.0, time.time() - message.enqueued_at))
@@ -112,7 +116,7 @@ class Consuming:
         mine = self._by_task.get(task) if task is not None else None
         while mine:
             message = mine.popleft()
-            if message.raw in self.in_progress:
+            if self.in_progress.get(message.id) is message:
                 return message
         # Under asyncio.wait_for() on 3.11 get() ran in another task: fall back to the oldest item.
         for message in self.in_progress.values():
@@ -120,25 +124,31 @@ class Consuming:
         raise ValueError("task_done() called more times than there were items got")
 
     def ack(self, message: Message) -> None:
-        if self.in_progress.pop(message.raw, None) is None:
+        if self.in_progress.get(message.id) is not message:
             raise ValueError("task_done() called more times than there were items got")
+        del self.in_progress[message.id]
         self.stats.processed += 1
         self.acks.submit(message.raw, wait=False)
 
-    async def _send_acks(self, raws: list[bytes]) -> int:
+    async def _send_acks(self, raws: list[bytes], seq: int) -> int:
         keys = self._keys
         await self._scripts.ack(keys=[self._processing, keys.unfinished, keys.totals], args=[keys.events, *raws])
         return len(raws)
 
+    def _release(self, message: Message) -> None:
+        if self.in_progress.get(message.id) is message:
+            del self.in_progress[message.id]
+
     async def retry(self, message: Message, delay: float) -> bool:
-        self.in_progress.pop(message.raw, None)
+        self._release(message)
         self.stats.failed += 1
         self.stats.retried += 1
         keys = self._keys
         done = await retrying(
             "retry",
             lambda: self._scripts.retry(
-                keys=[self._processing, keys.delayed, keys.totals], args=[message.raw, max(0, int(delay * 1000))]
+                keys=[self._processing, keys.delayed, keys.totals, keys.unfinished],
+                args=[message.raw, max(0, int(delay * 1000)), keys.events],
             ),
             log,
         )
@@ -146,7 +156,7 @@ class Consuming:
         return bool(done)
 
     async def dead_letter(self, message: Message, reason: str, *, failed: bool) -> bool:
-        self.in_progress.pop(message.raw, None)
+        self._release(message)
         if failed:
             self.stats.failed += 1
         return await self._dead(message.raw, reason, counted=True, failed=failed, item_id=message.id)
@@ -155,8 +165,8 @@ class Consuming:
         self, raw: bytes, reason: str, *, counted: bool, failed: bool = False, item_id: str | None = None
     ) -> bool:
         keys = self._keys
-        kept = raw if len(raw) <= _DEAD_PREVIEW else raw[:_DEAD_PREVIEW]
-        record = dead_letter_record(kept, reason, self.consumer_id, item_id)
+        # The whole value, however large: the dead letter is the only copy, and requeue needs all of it.
+        record = dead_letter_record(raw, reason, self.consumer_id, item_id)
         self.stats.dead_lettered += 1
         log.warning("dead letter (%s): %s", item_id or "not an envelope", reason)
         done = await retrying(
@@ -195,14 +205,17 @@ class Consuming:
         Buffered items that recovery already gave back are dropped; listed items that nobody here holds
         (a blocking pop whose reply was lost) go back to the head of the line.
         """
+        generation = self.liveness.lease.generation
         held = {r for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
         dropped = self.fetcher.keep_only(held)
         if dropped:
             log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
-        keep = [*self.in_progress, *self.acks.pending(), *(m.raw for m in self.fetcher.buffer)]
+        held_here = [*self.in_progress.values(), *self.fetcher.buffer]
+        keep = [*(m.raw for m in held_here), *self.acks.pending()]
         given = int(await self._scripts.release(keys=[self._processing, self._keys.queue], args=keep))
         if given:
             log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
+        self.liveness.lease.restore(generation)
 
     # -- stopping ------------------------------------------------------------------------------------------
 
@@ -212,7 +225,8 @@ class Consuming:
         given = await retrying(
             "release",
             lambda: self._scripts.release(
-                keys=[self._processing, self._keys.queue], args=[*self.in_progress, *self.acks.pending()]
+                keys=[self._processing, self._keys.queue],
+                args=[*(m.raw for m in self.in_progress.values()), *self.acks.pending()],
             ),
             log,
             attempts=5,

@@ -77,33 +77,44 @@ def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: i
         body = _to_json(payload)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"queue items must be JSON-serialisable: {exc}") from exc
+    except RecursionError:
+        raise TypeError("queue items must be JSON-serialisable: nested too deeply") from None
     raw = (f'{{"attempts":{attempts},"id":"{new_id()}","enqueued_at":{time.time():.6f},"payload":{body}}}').encode()
     if len(raw) > max_bytes:
         raise ItemTooLarge(len(raw), max_bytes)
     return raw
 
 
-def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> Message:
-    """Decode an envelope read from Redis; ``BadEnvelope`` says why a value is not one."""
-    if len(raw) > max_bytes:
-        raise BadEnvelope(f"value of {len(raw)} bytes exceeds max_item_bytes ({max_bytes})")
+def decode(raw: bytes) -> Message:
+    """Decode an envelope read from Redis; ``BadEnvelope`` says why a value is not one.
+
+    There is no size limit here: ``max_item_bytes`` bounds what a producer puts, and an item a producer with
+    a higher limit put is still an item to deliver.
+    """
     try:
         data = _from_json(raw.decode())  # envelopes are UTF-8 (encode() writes them so)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadEnvelope(f"not JSON: {exc}") from exc
+    except RecursionError:
+        raise BadEnvelope("JSON nested too deeply") from None
     if not isinstance(data, dict) or not data.keys() >= _FIELDS:
         raise BadEnvelope("JSON without the envelope fields attempts, id, enqueued_at, payload")
     attempts, item_id, enqueued_at = data["attempts"], data["id"], data["enqueued_at"]
-    if not isinstance(attempts, int) or not isinstance(item_id, str):
-        raise BadEnvelope("envelope fields of the wrong type")
-    if not isinstance(enqueued_at, int | float) or not raw.startswith(_PREFIX):
-        raise BadEnvelope("envelope fields of the wrong type or order")
+    # type() rather than isinstance(): True is an int to Python, not an attempt count.
+    if type(attempts) is not int or attempts < 0:
+        raise BadEnvelope(f"envelope field attempts must be a count >= 0, not {attempts!r}")
+    if type(item_id) is not str or not item_id:
+        raise BadEnvelope(f"envelope field id must be a non-empty string, not {item_id!r}")
+    if type(enqueued_at) not in (int, float):
+        raise BadEnvelope(f"envelope field enqueued_at must be a number, not {enqueued_at!r}")
+    if not raw.startswith(_PREFIX):
+        raise BadEnvelope("envelope fields out of order: attempts must come first")
     return Message(item_id, data["payload"], float(enqueued_at), attempts, raw)
 
 
 def reset_attempts(raw: bytes) -> bytes:
     """The envelope with its attempts set back to 0 (for a dead letter sent back to the queue)."""
-    message = decode(raw, max_bytes=len(raw))
+    message = decode(raw)
     return raw.replace(f'{{"attempts":{message.attempts},'.encode(), b'{"attempts":0,', 1)
 
 

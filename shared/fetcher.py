@@ -20,9 +20,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from shared.backoff import Outage
+from shared.connection import is_out_of_memory, is_transient
 from shared.envelope import BadEnvelope, Message, decode
 from shared.errors import QueueClosed
 from shared.keys import Keys
+from shared.liveness import Lease
 from shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,8 @@ class Fetcher:
         prefetch: int,
         batch_size: int,
         block_timeout: float,
-        max_item_bytes: int,
         max_deliveries: int,
+        lease: Lease,
         on_bad: BadHandler,
         reconcile: Callable[[], Awaitable[None]],
     ) -> None:
@@ -55,8 +57,8 @@ class Fetcher:
         self.prefetch = prefetch
         self._batch_size = batch_size
         self._block_timeout = block_timeout
-        self._max_item_bytes = max_item_bytes
         self._max_deliveries = max_deliveries
+        self._lease = lease
         self._on_bad = on_bad
         self._reconcile = reconcile
         self._reconcile_needed = False
@@ -78,22 +80,30 @@ class Fetcher:
     # -- the getters' side -------------------------------------------------------------------------------
 
     async def get(self) -> Message:
-        """The next item; waits for one. Raises ``QueueClosed`` once consuming stopped."""
-        while not self.buffer:
+        """The next item; waits for one. Raises ``QueueClosed`` once consuming stopped.
+
+        An item is handed out only while this consumer's lease holds (its heartbeat is provably fresh):
+        once it may have expired, recovery may have given the buffered items to other consumers.
+        """
+        while True:
+            while not self.buffer:
+                self._check_open()
+                getter = asyncio.get_running_loop().create_future()
+                self._getters.append(getter)
+                self._wake.set()
+                try:
+                    await getter
+                except asyncio.CancelledError:
+                    getter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self._getters.remove(getter)
+                    if self.buffer and not getter.cancelled():
+                        self._wake_next()
+                    raise
             self._check_open()
-            getter = asyncio.get_running_loop().create_future()
-            self._getters.append(getter)
-            self._wake.set()
-            try:
-                await getter
-            except asyncio.CancelledError:
-                getter.cancel()
-                with contextlib.suppress(ValueError):
-                    self._getters.remove(getter)
-                if self.buffer and not getter.cancelled():
-                    self._wake_next()
-                raise
-        self._check_open()
+            if self._lease.valid():
+                break
+            await self._lease.wait_valid(self._block_timeout)
         message = self.buffer.popleft()
         if self.prefetch or self._getters:
             self._wake.set()  # refill: the buffer's count no longer hides the getters still waiting
@@ -178,10 +188,14 @@ class Fetcher:
         self.buffer = deque(m for m in self.buffer if m.raw in held)
         return before - len(self.buffer)
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the fetcher stopped by itself (a refusal from Redis), if it did."""
+        return self._failure
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._failure = task.exception()
-            log.error("fetcher stopped: %r", self._failure)
         self._wake_all()
 
     # -- the Redis side ----------------------------------------------------------------------------------
@@ -202,6 +216,10 @@ class Fetcher:
                 while self._bad:
                     await self._on_bad(*self._bad[0])
                     self._bad.popleft()
+                if not self._lease.valid():
+                    # Claim nothing we could not prove we own; the heartbeat renews or reconciles first.
+                    await self._lease.wait_valid(self._block_timeout)
+                    continue
                 want = self._want()
                 if want <= 0:
                     self._wake.clear()
@@ -215,8 +233,11 @@ class Fetcher:
             except (RedisError, OSError) as exc:
                 self._blocked_id = None  # the connection may be new after the failure
                 self._reconcile_needed = True
-                if isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc):
+                wrong_type = isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
+                if wrong_type:
                     await self._report_wrong_type()
+                elif isinstance(exc, RedisError) and not (is_transient(exc) or is_out_of_memory(exc)):
+                    raise  # a refusal that waiting does not cure (NOPERM, a script error): stop consuming
                 delay = outage.failed(exc)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -269,7 +290,7 @@ class Fetcher:
     def _deliver(self, raws: list[bytes]) -> None:
         for raw in raws:
             try:
-                message = decode(raw, max_bytes=self._max_item_bytes)
+                message = decode(raw)
             except BadEnvelope as exc:
                 self._bad.append((raw, str(exc), False))
                 continue

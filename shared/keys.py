@@ -22,6 +22,8 @@ key                                 type    contents
                                             recovered
 ``asyncq:{NAME}:full``              string  set (with a TTL) while a producer waits for room
 ``asyncq:{NAME}:sweep-lock``        string  held by the consumer running the recovery sweep (TTL)
+``asyncq:{NAME}:producer:<id>``     string  ``seq:pushed`` of producer ``<id>``'s last batch, so a batch
+                                            resent after a lost reply is not pushed twice (TTL 1 h)
 ``asyncq:{NAME}:events``            pubsub  channel: ``done`` when unfinished reaches 0, ``space``
                                             when a consumer took items while a producer waited
 ==================================  ======  ==========================================================
@@ -99,6 +101,9 @@ class Keys:
 
     def heartbeat(self, consumer_id: str) -> str:
         return f"{self.prefix}heartbeat:{consumer_id}"
+
+    def producer(self, producer_id: str) -> str:
+        return f"{self.prefix}producer:{producer_id}"
 
     @property
     def processing_pattern(self) -> str:

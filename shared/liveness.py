@@ -1,10 +1,13 @@
-"""Liveness-based recovery: each consuming process keeps a heartbeat key with a TTL; any live consumer may run
-the sweep that gives the items of dead consumers (heartbeat expired) back to the head of the line.
+"""Liveness: each consuming process keeps a heartbeat key with a TTL (its lease on the items it holds), and
+any live consumer may run the sweep that gives the items of dead consumers (heartbeat expired) back to the
+head of the line.
 
-The sweep runs under a lock with a TTL, so a killed sweeper never blocks recovery. It looks at the registered
-consumers every pass and SCANs for unregistered processing lists every ``scan_every`` passes, so nothing is
-orphaned. A live consumer's items are never taken, however long its jobs run: only an expired heartbeat
-counts, never elapsed time.
+The heartbeat and the sweep are separate tasks, so a slow sweep (a Redis with millions of keys to SCAN)
+never delays a heartbeat. The sweep runs under a lock that lives one interval and is not released, so the
+whole fleet sweeps once per interval, whatever its size. Each sweep checks the registered consumers in one
+round trip and SCANs a bounded slice of the key space for unregistered processing lists, continuing where
+the last sweep stopped. A live consumer's items are never taken, however long its jobs run: only an expired
+heartbeat counts, never elapsed time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,10 +31,61 @@ from shared.scripts import Scripts
 log = logging.getLogger(__name__)
 
 RECOVER_BATCH = 1000
+SCAN_CALLS = 5  # SCAN calls (COUNT 1000 each) one sweep may spend looking for unregistered lists
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class Lease:
+    """Whether this consumer can still prove it owns the items it holds.
+
+    It holds from a successful heartbeat until that heartbeat's TTL would run out (less a margin), and is
+    withdrawn when a heartbeat finds the key had expired (recovery may have given the items to others) until
+    the fetcher has reconciled what it holds with the processing list.
+    """
+
+    def __init__(self, ttl: float, margin: float) -> None:
+        self._span = max(0.0, ttl - margin)
+        self._renewed_at: float | None = None
+        self._revoked = False
+        self.generation = 0  # raised by each revoke, so a reconcile that began before it cannot restore
+        self._changed = asyncio.Event()
+
+    def valid(self) -> bool:
+        return (
+            not self._revoked
+            and self._renewed_at is not None
+            and time.monotonic() - self._renewed_at < self._span
+        )
+
+    def renew(self, sent_at: float) -> None:
+        """A heartbeat sent at ``sent_at`` (monotonic) found the key alive."""
+        self._renewed_at = sent_at
+        self._changed.set()
+
+    def revoke(self, sent_at: float) -> None:
+        """A heartbeat sent at ``sent_at`` found the key expired (and set it again): the lease holds from
+        then on only once ``restore()`` says what this process holds was reconciled."""
+        self._revoked = True
+        self._renewed_at = sent_at
+        self.generation += 1
+
+    def restore(self, generation: int) -> None:
+        """A reconcile that began at ``generation`` finished: the lease holds again, unless it was revoked
+        once more meanwhile (that reconcile may have read the processing list before the new lapse)."""
+        if generation == self.generation:
+            self._revoked = False
+            self._changed.set()
+
+    async def wait_valid(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the lease holds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self.valid():
+                    self._changed.clear()
+                    await self._changed.wait()
 
 
 class Liveness:
@@ -46,7 +101,6 @@ class Liveness:
         interval: float,
         info: Callable[[], dict[str, Any]],
         on_lost: Callable[[], Awaitable[None]],
-        scan_every: int = 10,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -54,29 +108,34 @@ class Liveness:
         self._id = consumer_id
         self.interval = interval
         self.ttl_ms = int(interval * 3000)
+        self.lease = Lease(self.ttl_ms / 1000, margin=interval / 2)
         self._info = info
         self._on_lost = on_lost
-        self._scan_every = scan_every
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._passes = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scan_cursor = 0
+        self._last_ok: float | None = None  # monotonic start of the last heartbeat Redis accepted
+        self._failed_since_ok = False
         self.recovered = 0
 
     async def register(self) -> None:
-        """Set the heartbeat (before anything is claimed) and start beating."""
+        """Set the heartbeat (before anything is claimed) and start beating and sweeping."""
         await self._beat(first=True)
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="asyncq-heartbeat")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._beating(), name="asyncq-heartbeat"),
+                asyncio.create_task(self._sweeping(), name="asyncq-sweep"),
+            ]
 
     async def close(self, *, remove: bool) -> None:
-        """Stop beating; with ``remove``, delete the heartbeat (the consumer left cleanly)."""
+        """Stop beating and sweeping; with ``remove``, delete the heartbeat (the consumer left cleanly)."""
         self._stop.set()
-        if self._task is not None:
+        for task in self._tasks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):
-                    await asyncio.shield(self._task)
-            if not self._task.done():
-                self._task.cancel()
+                    await asyncio.shield(task)
+            if not task.done():
+                task.cancel()
         if remove:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(5.0):
@@ -85,67 +144,112 @@ class Liveness:
                     pipe.srem(self._keys.consumers, self._id)
                     await pipe.execute()
 
+    # -- the heartbeat -------------------------------------------------------------------------------------
+
     async def _beat(self, *, first: bool = False) -> None:
         value = json.dumps(self._info(), separators=(",", ":"))
-        key = self._keys.heartbeat(self._id)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(key, value, px=self.ttl_ms, xx=not first)
-        pipe.sadd(self._keys.consumers, self._id)
-        ok, _ = await pipe.execute()
-        if not ok:
-            log.warning(
-                "consumer %s: heartbeat had expired (Redis unreachable for over %.0f s?); items it held may "
-                "have been redelivered",
-                self._id,
-                self.ttl_ms / 1000,
+        sent_at = time.monotonic()
+        try:
+            alive = await self._scripts.heartbeat(
+                keys=[self._keys.heartbeat(self._id), self._keys.consumers],
+                args=[value, self.ttl_ms, self._id, int(first)],
             )
-            await self._client.set(key, value, px=self.ttl_ms)
-            await self._on_lost()
+        except (RedisError, OSError):
+            self._failed_since_ok = True
+            raise
+        previous, self._last_ok = self._last_ok, sent_at
+        failed, self._failed_since_ok = self._failed_since_ok, False
+        if first or int(alive):
+            self.lease.renew(sent_at)
+            return
+        self.lease.revoke(sent_at)
+        gap = sent_at - previous if previous is not None else 0.0
+        if failed:
+            cause = f"Redis was unreachable for about {gap:.1f} s"
+        else:
+            cause = (
+                f"the event loop was blocked for about {gap:.1f} s (a handler that does not await? "
+                "run blocking code in a plain def handler, which runs in a thread)"
+            )
+        log.warning(
+            "consumer %s: heartbeat had expired because %s; items it held may have been redelivered",
+            self._id,
+            cause,
+        )
+        await self._on_lost()
 
-    async def _run(self) -> None:
+    async def _beating(self) -> None:
         outage = Outage("heartbeat", log)
-        # Sweep once at start, not only after the first interval: in a crash loop (consumers killed and
-        # restarted every few seconds) consumers that die young would otherwise never sweep at all.
-        with contextlib.suppress(RedisError, OSError):
-            await self.sweep()
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await self._stop.wait()
-            if self._stop.is_set():
-                return
+        while not await self._wait(self.interval):
             try:
                 await self._beat()
-                await self.sweep()
                 outage.recovered()
             except (RedisError, OSError) as exc:
                 outage.failed(exc)
 
+    # -- the sweep -----------------------------------------------------------------------------------------
+
+    async def _sweeping(self) -> None:
+        # Sweep at once too, not only after the first interval: in a crash loop (consumers killed and
+        # restarted every few seconds) consumers that die young would otherwise never sweep at all.
+        outage = Outage("recovery sweep", log)
+        while True:
+            try:
+                await self.sweep()
+                outage.recovered()
+            except (RedisError, OSError) as exc:
+                outage.failed(exc)
+            if await self._wait(self.interval):
+                return
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopped first; True once stopped."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        return self._stop.is_set()
+
     async def sweep(self) -> int:
-        """Recover the items of every consumer whose heartbeat expired; returns how many moved."""
+        """Recover the items of every consumer whose heartbeat expired; returns how many moved.
+
+        Only one consumer of the queue sweeps per interval: the lock expires by itself, never released.
+        """
         token = f"{self._id}-{os.urandom(4).hex()}"
-        # The lock only spares duplicate work (RECOVER is atomic and checks the heartbeat itself), so it lives one
-        # interval, not a heartbeat TTL: a sweeper killed mid-sweep delays the others' next sweep by at most that.
         lock_ms = max(100, int(self.interval * 1000))
-        if not await self._client.set(self._keys.sweep_lock, token, nx=True, px=lock_ms):
+        if not int(await self._scripts.lock(keys=[self._keys.sweep_lock], args=[token, lock_ms])):
             return 0
         moved = 0
-        try:
-            for consumer in await self._candidates():
-                if consumer != self._id:
-                    moved += await self._recover(consumer)
-        finally:
-            await self._scripts.unlock(keys=[self._keys.sweep_lock], args=[token])
+        for consumer in await self._dead_candidates():
+            moved += await self._recover(consumer)
         self.recovered += moved
         return moved
 
-    async def _candidates(self) -> set[str]:
+    async def _dead_candidates(self) -> list[str]:
+        """Consumers other than this one whose heartbeat key is missing (RECOVER checks again, atomically)."""
         members = {_text(m) for m in await self._client.smembers(self._keys.consumers)}
-        self._passes += 1
-        if self._passes % self._scan_every == 1:
-            async for key in self._client.scan_iter(match=self._keys.processing_pattern, count=1000):
-                members.add(self._keys.consumer_of(key))
-        return members
+        members |= await self._scan_slice()
+        members.discard(self._id)
+        ordered = sorted(members)
+        if not ordered:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for consumer in ordered:
+            pipe.exists(self._keys.heartbeat(consumer))
+        alive = await pipe.execute()
+        return [consumer for consumer, up in zip(ordered, alive, strict=True) if not up]
+
+    async def _scan_slice(self) -> set[str]:
+        """Owners of processing lists found by the next few SCAN calls (the cursor carries over)."""
+        found: set[str] = set()
+        for _ in range(SCAN_CALLS):
+            cursor, keys = await self._client.scan(
+                cursor=self._scan_cursor, match=self._keys.processing_pattern, count=1000
+            )
+            self._scan_cursor = int(cursor)
+            found.update(self._keys.consumer_of(key) for key in keys)
+            if self._scan_cursor == 0:
+                break
+        return found
 
     async def _recover(self, consumer: str) -> int:
         keys = self._keys

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from shared.backoff import Outage
 from shared.batcher import Batcher
-from shared.connection import TLSOptions, connect, is_transient, resolve_url
+from shared.connection import TLSOptions, connect, is_out_of_memory, is_transient, resolve_url
 from shared.consuming import Consuming
 from shared.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from shared.errors import QueueClosed
@@ -74,7 +74,17 @@ class RedisQueue:
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()
         self._concurrency = 0
-        self._puts: Batcher[bytes] = Batcher("put", self._send_puts, wait_room=self._wait_room, max_batch=1000)
+        # A put refused because Redis is out of memory waits for consumers to free some, like one that
+        # waits for room under maxsize: it is never dropped.
+        self._puts: Batcher[bytes] = Batcher(
+            "put",
+            self._send_puts,
+            wait_room=self._wait_room,
+            max_batch=1000,
+            transient=lambda exc: is_transient(exc) or is_out_of_memory(exc),
+        )
+        self._producer_key = self.keys.producer(self.consumer_id)
+        self._produced = False
         self._events: Events | None = None
         self._consuming: Consuming | None = None
         self._closed = False
@@ -94,6 +104,12 @@ class RedisQueue:
         self._concurrency = value
         if self._consuming is not None:
             self._consuming.concurrency = value
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why consuming stopped by itself (Redis refused what it must do, e.g. NOPERM), if it did; ``get()``
+        then raises ``QueueClosed`` chained to it."""
+        return self._consuming.fetcher.failure if self._consuming is not None else None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -131,10 +147,12 @@ class RedisQueue:
         await asyncio.gather(*(f for f in futures if f is not None))
         return len(raws)
 
-    async def _send_puts(self, raws: list[bytes]) -> int:
+    async def _send_puts(self, raws: list[bytes], seq: int) -> int:
         keys = self.keys
+        self._produced = True
         taken = await self._scripts.put(
-            keys=[keys.queue, keys.unfinished, keys.full, keys.totals], args=[self.maxsize, *raws]
+            keys=[keys.queue, keys.unfinished, keys.full, keys.totals, self._producer_key],
+            args=[self.maxsize, seq, *raws],
         )
         return int(taken)
 
@@ -199,7 +217,6 @@ class RedisQueue:
                 batch_size=self._batch_size,
                 block_timeout=self._block_timeout,
                 heartbeat_interval=self.heartbeat_interval,
-                max_item_bytes=self.max_item_bytes,
                 max_deliveries=self.max_deliveries,
             )
             self._consuming.concurrency = self._concurrency
@@ -271,6 +288,11 @@ class RedisQueue:
         dropped = self._puts.fail_all(QueueClosed("the queue was closed before the put reached Redis"))
         if dropped:
             log.error("%d put(s) could not reach Redis before close()", dropped)
+        elif self._produced:
+            # Every batch was answered: nothing can be resent, so the record of the last one can go.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._client.delete(self._producer_key)
         if self._consuming is not None:
             await self._consuming.close()
         if self._events is not None:

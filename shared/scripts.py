@@ -7,10 +7,13 @@ the string in place: re-encoding with cjson would turn an empty payload list int
 =========  ===============================================  =========================================
 script     KEYS / ARGV                                      effect, reply
 =========  ===============================================  =========================================
-PUT        queue, unfinished, full, totals /                push as many envelopes as fit under
-           maxsize (0: none), envelope...                   maxsize (oldest first in line), add them
+PUT        queue, unfinished, full, totals, producer /      push as many envelopes as fit under
+           maxsize (0: none), batch seq, envelope...        maxsize (oldest first in line), add them
                                                             to unfinished; set ``full`` when some did
-                                                            not fit. Reply: how many were pushed
+                                                            not fit. A batch whose seq the producer
+                                                            key already holds was applied before (its
+                                                            reply was lost): nothing is pushed again.
+                                                            Reply: how many were pushed
 FETCH      queue, processing, delayed, full, totals /       promote due retries to the head of the
            count, channel                                   line, move up to ``count`` envelopes from
                                                             the head into processing, publish
@@ -22,8 +25,10 @@ ACK        processing, unfinished, totals /                 remove each envelope
                                                             unfinished (a late ack of an item that
                                                             recovery took back counts nothing);
                                                             publish ``done`` at 0. Reply: removed
-RETRY      processing, delayed, totals /                    if the envelope is still ours: bump its
-           envelope, delay ms                               attempts, schedule it. Reply: 1 or 0
+RETRY      processing, delayed, totals, unfinished /        if the envelope is still ours: bump its
+           envelope, delay ms, channel                      attempts, schedule it (a byte-identical
+                                                            twin already scheduled absorbs it: it is
+                                                            then done for join). Reply: 1 or 0
 DEAD       processing, dead, unfinished, totals /           if the envelope is still ours: move it to
            channel, envelope, record, counted (1/0),        the dead letters as ``record``; when
            failed (1/0)                                     counted, it is done for join(). Reply:
@@ -39,13 +44,23 @@ RELEASE    processing, queue / envelope to keep...          give every envelope 
 REQUEUE    dead, queue, unfinished, totals /                if the record is still a dead letter:
            record, envelope                                 remove it, put the envelope at the end of
                                                             the line, count it unfinished. Reply: 1/0
+HEARTBEAT  heartbeat, consumers /                           set the heartbeat (JSON) with its TTL,
+           info, ttl ms, consumer id, first (1/0)           register the consumer. Reply: 0 if it had
+                                                            expired since the last beat, else 1
+LOCK       lock / token, ttl ms                             take the lock if free. Reply: 1 or 0
 UNLOCK     lock / token                                     delete the lock if we still hold it
 =========  ===============================================  =========================================
+
+Every script but PUT carries the ``allow-oom`` flag (Redis 7): consuming is what frees memory, so it must
+keep working on a server that reached ``maxmemory``, while a PUT there is refused whole with OOM.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
+
+_OOM_OK = "#!lua flags=allow-oom\n"
+_PLAIN = "#!lua\n"
 
 _NOW = """
 local function now_ms()
@@ -82,29 +97,39 @@ local function finished(key, channel, n)
 end
 """
 
+# The producer key remembers the last batch applied ("seq:pushed") for an hour after the producer's last
+# put, so a batch resent after a lost reply is recognised; close() deletes it.
 PUT = (
-    _PUSH
+    _PLAIN
+    + _PUSH
     + """
-local total = #ARGV - 1
+local last = redis.call('GET', KEYS[5])
+if last then
+  local seq, pushed = string.match(last, '^(%d+):(%d+)$')
+  if seq == ARGV[2] then return tonumber(pushed) end
+end
+local total = #ARGV - 2
 local room = total
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 then
   room = math.min(total, maxsize - redis.call('LLEN', KEYS[1]))
 end
 if room > 0 then
-  push('LPUSH', KEYS[1], ARGV, 2, room + 1)
+  push('LPUSH', KEYS[1], ARGV, 3, room + 2)
   redis.call('INCRBY', KEYS[2], room)
   redis.call('HINCRBY', KEYS[4], 'enqueued', room)
 else
   room = 0
 end
 if room < total then redis.call('SET', KEYS[3], '1', 'PX', 30000) end
+redis.call('SET', KEYS[5], ARGV[2] .. ':' .. room, 'EX', 3600)
 return room
 """
 )
 
 FETCH = (
-    _NOW
+    _OOM_OK
+    + _NOW
     + _PUSH
     + """
 local now = now_ms()
@@ -125,7 +150,8 @@ return {got, nxt[2] or false, now}
 )
 
 ACK = (
-    _DONE
+    _OOM_OK
+    + _DONE
     + """
 local removed = 0
 for i = 2, #ARGV do
@@ -140,11 +166,15 @@ return removed
 )
 
 RETRY = (
-    _NOW
+    _OOM_OK
+    + _NOW
     + _BUMP
+    + _DONE
     + """
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), bump(ARGV[1]))
+if redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), bump(ARGV[1])) == 0 then
+  finished(KEYS[4], ARGV[3], 1)
+end
 redis.call('HINCRBY', KEYS[3], 'retried', 1)
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
 return 1
@@ -152,7 +182,8 @@ return 1
 )
 
 DEAD = (
-    _DONE
+    _OOM_OK
+    + _DONE
     + """
 if redis.call('LREM', KEYS[1], -1, ARGV[2]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[3])
@@ -164,7 +195,8 @@ return 1
 )
 
 RECOVER = (
-    _BUMP
+    _OOM_OK
+    + _BUMP
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local moved = 0
@@ -181,7 +213,9 @@ return moved
 """
 )
 
-RELEASE = """
+RELEASE = (
+    _OOM_OK
+    + """
 local keep = {}
 for i = 1, #ARGV do keep[ARGV[i]] = true end
 local held = redis.call('LRANGE', KEYS[1], 0, -1)
@@ -199,19 +233,49 @@ redis.call('DEL', KEYS[1])
 for i = 1, #kept do redis.call('RPUSH', KEYS[1], kept[i]) end
 return given
 """
+)
 
-REQUEUE = """
+REQUEUE = (
+    _OOM_OK
+    + """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('INCR', KEYS[3])
 redis.call('HINCRBY', KEYS[4], 'enqueued', 1)
 return 1
 """
+)
 
-UNLOCK = """
+HEARTBEAT = (
+    _OOM_OK
+    + """
+local alive = 1
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  alive = 0
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+return alive
+"""
+)
+
+LOCK = (
+    _OOM_OK
+    + """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+)
+
+UNLOCK = (
+    _OOM_OK
+    + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+)
 
 
 class Scripts:
@@ -227,4 +291,6 @@ class Scripts:
         self.recover = client.register_script(RECOVER)
         self.release = client.register_script(RELEASE)
         self.requeue = client.register_script(REQUEUE)
+        self.heartbeat = client.register_script(HEARTBEAT)
+        self.lock = client.register_script(LOCK)
         self.unlock = client.register_script(UNLOCK)

@@ -136,7 +136,7 @@ def _age(head: bytes | None, now: float) -> float | None:
     if head is None:
         return None
     try:
-        return max(0.0, now - decode(head, max_bytes=len(head)).enqueued_at)
+        return max(0.0, now - decode(head).enqueued_at)
     except BadEnvelope:
         return None
 
