@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from redis.exceptions import RedisError
 
 from shared.backoff import Outage
-from shared.connection import describe, is_transient
+from shared.connection import is_transient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class Batcher(Generic[T]):
                 await self._wait_room()
 
     def _fail(self, size: int, exc: RedisError) -> None:
-        log.error("%s: Redis refused a batch of %d: %s", self._what, size, describe(exc))
+        # Not logged: every caller waiting on the batch gets ``exc`` and says it in its own words.
         for _ in range(min(size, len(self._items))):
             _, future = self._items.popleft()
             if future is not None and not future.done():

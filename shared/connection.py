@@ -172,9 +172,9 @@ def describe(exc: BaseException) -> str:
     if "NOAUTH" in text or "WRONGPASS" in text:
         return f"authentication failed ({text})"
     if code == "NOPERM":
-        return f"permission denied by the server's ACL ({text})"
+        return f"permission denied by the server's ACL: {text}"
     if is_out_of_memory(exc):
-        return f"Redis is out of memory ({text})"
+        return f"out of memory: {text}"
     return text
 
 

@@ -131,8 +131,7 @@ class Consuming:
         self.acks.submit(message.raw, wait=False)
 
     async def _send_acks(self, raws: list[bytes], seq: int) -> int:
-        keys = self._keys
-        await self._scripts.ack(keys=[self._processing, keys.unfinished, keys.totals], args=[keys.events, *raws])
+        await self._scripts.ack(self.consumer_id, raws)
         return len(raws)
 
     def _release(self, message: Message) -> None:
@@ -143,15 +142,7 @@ class Consuming:
         self._release(message)
         self.stats.failed += 1
         self.stats.retried += 1
-        keys = self._keys
-        done = await retrying(
-            "retry",
-            lambda: self._scripts.retry(
-                keys=[self._processing, keys.delayed, keys.totals, keys.unfinished],
-                args=[message.raw, max(0, int(delay * 1000)), keys.events],
-            ),
-            log,
-        )
+        done = await retrying("retry", lambda: self._scripts.retry(self.consumer_id, message.raw, delay), log)
         self.fetcher.due_in(delay)
         return bool(done)
 
@@ -164,17 +155,13 @@ class Consuming:
     async def _dead(
         self, raw: bytes, reason: str, *, counted: bool, failed: bool = False, item_id: str | None = None
     ) -> bool:
-        keys = self._keys
         # The whole value, however large: the dead letter is the only copy, and requeue needs all of it.
         record = dead_letter_record(raw, reason, self.consumer_id, item_id)
         self.stats.dead_lettered += 1
         log.warning("dead letter (%s): %s", item_id or "not an envelope", reason)
         done = await retrying(
             "dead-letter",
-            lambda: self._scripts.dead(
-                keys=[self._processing, keys.dead, keys.unfinished, keys.totals],
-                args=[keys.events, raw, record, int(counted), int(failed)],
-            ),
+            lambda: self._scripts.dead(self.consumer_id, raw, record, counted=counted, failed=failed),
             log,
         )
         return bool(done)
@@ -212,7 +199,7 @@ class Consuming:
             log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
         held_here = [*self.in_progress.values(), *self.fetcher.buffer]
         keep = [*(m.raw for m in held_here), *self.acks.pending()]
-        given = int(await self._scripts.release(keys=[self._processing, self._keys.queue], args=keep))
+        given = await self._scripts.release(self.consumer_id, keep)
         if given:
             log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
         self.liveness.lease.restore(generation)
@@ -225,8 +212,7 @@ class Consuming:
         given = await retrying(
             "release",
             lambda: self._scripts.release(
-                keys=[self._processing, self._keys.queue],
-                args=[*(m.raw for m in self.in_progress.values()), *self.acks.pending()],
+                self.consumer_id, [*(m.raw for m in self.in_progress.values()), *self.acks.pending()]
             ),
             log,
             attempts=5,
@@ -244,7 +230,7 @@ class Consuming:
         self.in_progress.clear()
         await retrying(
             "release",
-            lambda: self._scripts.release(keys=[self._processing, self._keys.queue], args=[]),
+            lambda: self._scripts.release(self.consumer_id, []),
             log,
             attempts=3,
         )

@@ -35,8 +35,7 @@ async def read(client: aioredis.Redis, name: str, limit: int = 0) -> list[DeadLe
 
 async def requeue(client: aioredis.Redis, name: str, ids: Iterable[str] | None) -> RequeueResult:
     """Put the dead letters with these ids (``None``: all) back at the end of the line, attempts reset."""
-    keys = Keys(name)
-    scripts = Scripts(client)
+    scripts = Scripts(client, Keys(name))
     wanted = None if ids is None else set(ids)
     requeued: list[str] = []
     bad: list[str] = []
@@ -48,10 +47,7 @@ async def requeue(client: aioredis.Redis, name: str, ids: Iterable[str] | None) 
         except BadEnvelope:
             bad.append(letter.id)
             continue
-        moved = await scripts.requeue(
-            keys=[keys.dead, keys.queue, keys.unfinished, keys.totals], args=[letter.raw, envelope]
-        )
-        if moved:
+        if await scripts.requeue(letter.raw, envelope):
             requeued.append(letter.id)
     missing = sorted((wanted or set()) - set(requeued) - set(bad))
     return RequeueResult(requeued, missing, bad)

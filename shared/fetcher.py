@@ -53,6 +53,7 @@ class Fetcher:
         self._scripts = scripts
         self._blocking = blocking
         self._keys = keys
+        self._consumer_id = consumer_id
         self._processing = keys.processing(consumer_id)
         self.prefetch = prefetch
         self._batch_size = batch_size
@@ -278,14 +279,8 @@ class Fetcher:
 
     async def _claim_batch(self, want: int) -> tuple[list[bytes], float]:
         """The FETCH script; also returns how long until the next retry falls due (seconds)."""
-        keys = self._keys
-        reply = await self._scripts.fetch(
-            keys=[keys.queue, self._processing, keys.delayed, keys.full, keys.totals],
-            args=[want, keys.events],
-        )
-        raws, next_due, now = reply[0], reply[1], reply[2]
-        wait = self._block_timeout if next_due is None else (float(next_due) - float(now)) / 1000.0
-        return list(raws), wait
+        fetched = await self._scripts.fetch(self._consumer_id, want)
+        return fetched.raws, self._block_timeout if fetched.next_due is None else fetched.next_due
 
     def _deliver(self, raws: list[bytes]) -> None:
         for raw in raws:

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
+# The counters of the ``totals`` hash; the Lua scripts get these names as their table ``F``.
+TOTALS = ("enqueued", "processed", "failed", "retried", "dead", "recovered")
+
 
 def check_name(name: str) -> str:
     """Return ``name`` if it can name a queue; raise ``ValueError`` otherwise.

@@ -150,16 +150,13 @@ class Liveness:
         value = json.dumps(self._info(), separators=(",", ":"))
         sent_at = time.monotonic()
         try:
-            alive = await self._scripts.heartbeat(
-                keys=[self._keys.heartbeat(self._id), self._keys.consumers],
-                args=[value, self.ttl_ms, self._id, int(first)],
-            )
+            alive = await self._scripts.heartbeat(self._id, value, self.ttl_ms, first=first)
         except (RedisError, OSError):
             self._failed_since_ok = True
             raise
         previous, self._last_ok = self._last_ok, sent_at
         failed, self._failed_since_ok = self._failed_since_ok, False
-        if first or int(alive):
+        if first or alive:
             self.lease.renew(sent_at)
             return
         self.lease.revoke(sent_at)
@@ -216,7 +213,7 @@ class Liveness:
         """
         token = f"{self._id}-{os.urandom(4).hex()}"
         lock_ms = max(100, int(self.interval * 1000))
-        if not int(await self._scripts.lock(keys=[self._keys.sweep_lock], args=[token, lock_ms])):
+        if not await self._scripts.lock(token, lock_ms):
             return 0
         moved = 0
         for consumer in await self._dead_candidates():
@@ -252,21 +249,9 @@ class Liveness:
         return found
 
     async def _recover(self, consumer: str) -> int:
-        keys = self._keys
         total = 0
         while True:
-            moved = int(
-                await self._scripts.recover(
-                    keys=[
-                        keys.heartbeat(consumer),
-                        keys.processing(consumer),
-                        keys.queue,
-                        keys.consumers,
-                        keys.totals,
-                    ],
-                    args=[consumer, RECOVER_BATCH],
-                )
-            )
+            moved = await self._scripts.recover(consumer, RECOVER_BATCH)
             if moved <= 0:
                 break
             total += moved

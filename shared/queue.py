@@ -67,7 +67,7 @@ class RedisQueue:
         self.heartbeat_interval = heartbeat_interval
         self._owns_client = redis is None
         self._client = redis if redis is not None else connect(self.url, tls=tls)
-        self._scripts = Scripts(self._client)
+        self._scripts = Scripts(self._client, self.keys)
         self._block_timeout = block_timeout
         self._prefetch = prefetch
         self._batch_size = batch_size
@@ -148,13 +148,8 @@ class RedisQueue:
         return len(raws)
 
     async def _send_puts(self, raws: list[bytes], seq: int) -> int:
-        keys = self.keys
         self._produced = True
-        taken = await self._scripts.put(
-            keys=[keys.queue, keys.unfinished, keys.full, keys.totals, self._producer_key],
-            args=[self.maxsize, seq, *raws],
-        )
-        return int(taken)
+        return await self._scripts.put(self.consumer_id, seq, raws, self.maxsize)
 
     async def _wait_room(self) -> None:
         events = await self._ensure_events()

@@ -13,10 +13,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from shared.envelope import BadEnvelope, decode
-from shared.keys import Keys
+from shared.keys import TOTALS, Keys
 from shared.latency import Histogram
 
-TOTALS = ("enqueued", "processed", "failed", "retried", "dead", "recovered")
+__all__ = ["TOTALS", "ConsumerView", "Snapshot", "take"]
 
 
 @dataclass
