@@ -15,6 +15,7 @@ from consumer.worker import ConsumeConfig, Consumer, Summary
 from shared import options as opt
 from shared.lifecycle import stop_on_signals
 from shared.logs import LogFormat, configure, report
+from shared.retries import RetryPolicy
 from shared.runner import fail, opened, queue_name, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -142,14 +143,11 @@ def main(
         work_fn: Handler = load(handler) if handler else Work.parse(work)
     except ValueError as exc:
         raise fail(f"--handler: {exc}", code=2) from None
-    config = ConsumeConfig(
-        concurrency=concurrency,
-        drain=drain,
-        grace=grace,
-        timeout=timeout,
-        retry_base=retry_base,
-        retry_cap=retry_cap,
-    )
+    config = ConsumeConfig(concurrency=concurrency, drain=drain, grace=grace, timeout=timeout)
+    try:
+        retry = RetryPolicy(max_deliveries, retry_base, retry_cap)
+    except ValueError as exc:
+        raise fail(str(exc), code=2) from None
     tls = opt.tls_options(tls_ca, tls_cert, tls_key)
 
     async def go() -> Summary:
@@ -160,7 +158,7 @@ def main(
             redis_url,
             tls,
             prefetch=concurrency if prefetch is None else prefetch,
-            max_deliveries=max_deliveries,
+            retry=retry,
             heartbeat_interval=heartbeat,
             max_item_bytes=max_item_bytes,
         ) as q:

@@ -9,69 +9,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError, RedisError
 
+from shared.latency import Histogram
 from shared.queue import RedisQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_COUNTERS = (
+    ("asyncq_processed", "Items processed successfully.", "processed"),
+    ("asyncq_failed", "Handler failures (exceptions or timeouts).", "failed"),
+    ("asyncq_retried", "Items scheduled for another attempt.", "retried"),
+    ("asyncq_dead_lettered", "Items moved to the dead letters.", "dead_lettered"),
+)
 
 
 class Metrics:
-    """The instruments of one consumer process, in a registry of its own."""
+    """The series of one consumer process, read at each scrape from the queue's counters (``queue.stats``):
+    nothing is counted twice, and the per-item path pays nothing for Prometheus.
+
+    The histograms come from asyncq's own log-bucket histograms (about 5% relative error), summed into the
+    Prometheus buckets below.
+    """
 
     def __init__(self, queue: RedisQueue) -> None:
         self.queue = queue
         self.registry = CollectorRegistry()
-        labels = ["queue"]
-        r = self.registry
-        self.processed = Counter("asyncq_processed", "Items processed successfully.", labels, registry=r)
-        self.failed = Counter("asyncq_failed", "Handler failures (exceptions or timeouts).", labels, registry=r)
-        self.retried = Counter("asyncq_retried", "Items scheduled for another attempt.", labels, registry=r)
-        self.dead_lettered = Counter("asyncq_dead_lettered", "Items moved to the dead letters.", labels, registry=r)
-        self.handler_seconds = Histogram(
-            "asyncq_handler_duration_seconds",
-            "Time spent in the handler.",
-            labels,
-            registry=r,
-            buckets=_LATENCY_BUCKETS,
-        )
-        self.latency_seconds = Histogram(
-            "asyncq_enqueue_to_start_seconds",
-            "From put to the handler starting.",
-            labels,
-            registry=r,
-            buckets=_LATENCY_BUCKETS,
-        )
-        self.in_progress = Gauge("asyncq_in_progress", "Items being handled now.", labels, registry=r)
-        self.queue_depth = Gauge("asyncq_queue_depth", "Items waiting in the queue.", labels, registry=r)
-        self.up = Gauge("asyncq_redis_up", "1 when Redis answered the last scrape.", labels, registry=r)
-        self.labels = {"queue": queue.name}
-        # Export every series from the start (zeros included): a counter that appears only at its first
-        # increment hides that increment from rate() and increase().
-        counters = (self.processed, self.failed, self.retried, self.dead_lettered)
-        histograms = (self.handler_seconds, self.latency_seconds)
-        gauges = (self.in_progress, self.queue_depth, self.up)
-        instruments: list[Counter | Gauge | Histogram] = [*counters, *histograms, *gauges]
-        for metric in instruments:
-            metric.labels(**self.labels)
+        self.depth = 0
+        self.up = 0
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        stats, label = self.queue.stats, [self.queue.name]
+        for name, doc, field in _COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=["queue"])
+            counter.add_metric(label, getattr(stats, field))
+            yield counter
+        yield _histogram("asyncq_handler_duration_seconds", "Time spent in the handler.", stats.handler, label)
+        yield _histogram("asyncq_enqueue_to_start_seconds", "From put to the handler starting.", stats.latency, label)
+        for name, doc, value in (
+            ("asyncq_in_progress", "Items being handled now.", self.queue.in_progress),
+            ("asyncq_queue_depth", "Items waiting in the queue.", self.depth),
+            ("asyncq_redis_up", "1 when Redis answered the last scrape.", self.up),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=["queue"])
+            gauge.add_metric(label, value)
+            yield gauge
 
     async def refresh(self) -> bool:
-        """Update the gauges that live in Redis; False when Redis did not answer."""
-        self.in_progress.labels(**self.labels).set(self.queue.in_progress)
+        """Read the figures that live in Redis; False when Redis did not answer."""
         try:
-            self.queue_depth.labels(**self.labels).set(await _twice(self.queue.qsize))
+            self.depth = await _twice(self.queue.qsize)
         except (RedisError, OSError, TimeoutError):
-            self.up.labels(**self.labels).set(0)
+            self.up = 0
             return False
-        self.up.labels(**self.labels).set(1)
+        self.up = 1
         return True
 
     async def healthy(self) -> tuple[bool, str]:
@@ -83,6 +83,14 @@ class Metrics:
         if not alive:
             return False, "heartbeat missing or expired"
         return True, "ok"
+
+
+def _histogram(name: str, doc: str, histogram: Histogram, label: list[str]) -> HistogramMetricFamily:
+    counts, total = histogram.cumulative(_LATENCY_BUCKETS)
+    buckets = [(str(bound), float(n)) for bound, n in zip(_LATENCY_BUCKETS, counts, strict=True)]
+    family = HistogramMetricFamily(name, doc, labels=["queue"])
+    family.add_metric(label, [*buckets, ("+Inf", float(histogram.count))], sum_value=total)
+    return family
 
 
 async def _twice(call: Callable[[], Awaitable[T]]) -> T:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from consumer.handlers import Handler
@@ -21,6 +20,7 @@ from shared.errors import QueueClosed, Reject
 from shared.latency import Histogram
 from shared.logs import ITEMS
 from shared.queue import RedisQueue
+from shared.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
 items_log = logging.getLogger(ITEMS)
@@ -32,19 +32,27 @@ class ConsumeConfig:
     drain: bool = False
     grace: float = 10.0
     timeout: float | None = None
-    retry_base: float = 1.0
-    retry_cap: float = 60.0
 
 
 @dataclass
 class Summary:
-    """What this process did: the end-of-run report."""
+    """What this process did: the end-of-run report, read from the queue's counters."""
 
     consumer: str
-    processed: int = 0
-    failed: int = 0
+    stats: ConsumerStats
     seconds: float = 0.0
-    latency: Histogram = field(default_factory=Histogram)
+
+    @property
+    def processed(self) -> int:
+        return self.stats.processed
+
+    @property
+    def failed(self) -> int:
+        return self.stats.failed
+
+    @property
+    def latency(self) -> Histogram:
+        return self.stats.latency
 
     @property
     def rate(self) -> float:
@@ -66,6 +74,8 @@ class Summary:
             "consumer": self.consumer,
             "processed": self.processed,
             "failed": self.failed,
+            "retried": self.stats.retried,
+            "dead_lettered": self.stats.dead_lettered,
             "seconds": self.seconds,
             "items_per_second": self.rate,
             "latency_ms": {
@@ -77,11 +87,6 @@ class Summary:
         }
 
 
-def backoff(delivery: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter for the ``delivery``-th failure: about base * 2**(n-1), capped."""
-    return float(min(cap, base * 2 ** (delivery - 1)) * random.uniform(0.75, 1.25))
-
-
 def label(payload: Any) -> str:
     """The seed prints the item's random hex string; show that when the payload has one."""
     if isinstance(payload, dict) and "data" in payload:
@@ -89,34 +94,6 @@ def label(payload: Any) -> str:
     if isinstance(payload, list | tuple) and payload:
         return str(payload[0])
     return str(payload)
-
-
-@dataclass(frozen=True)
-class _Series:
-    """The consumer's instruments with this queue's labels applied."""
-
-    latency: Any
-    handler_seconds: Any
-    processed: Any
-    failed: Any
-    retried: Any
-    dead_lettered: Any
-
-    @classmethod
-    def of(cls, m: Metrics) -> _Series:
-        return cls(
-            *(
-                metric.labels(**m.labels)
-                for metric in (
-                    m.latency_seconds,
-                    m.handler_seconds,
-                    m.processed,
-                    m.failed,
-                    m.retried,
-                    m.dead_lettered,
-                )
-            )
-        )
 
 
 class Consumer:
@@ -129,11 +106,10 @@ class Consumer:
         self.metrics = metrics
         self.handler = handler
         self.config = config
-        # The queue already records each item's enqueue-to-get latency (for its heartbeat): share it.
-        self.summary = Summary(queue.consumer_id, latency=queue.stats.latency)
+        self.summary = Summary(queue.consumer_id, queue.stats)
         self._verbose = items_log.isEnabledFor(logging.INFO)
-        # The labelled series, looked up once: labels() takes a lock and builds a key on every call.
-        self._series = _Series.of(metrics) if metrics is not None else None
+        # Handler durations are timed only when something exports them.
+        self._durations = queue.stats.handler if metrics is not None else None
         queue.concurrency = config.concurrency
 
     async def run(self, stop: asyncio.Event) -> Summary:
@@ -194,11 +170,8 @@ class Consumer:
                 log.exception("worker %s: unexpected error handling item %s", name, message.id)
 
     async def _handle(self, name: str, message: Message) -> None:
-        latency = max(0.0, time.time() - message.enqueued_at)
-        m = self._series
-        if m is not None:
-            m.latency.observe(latency)
         if self._verbose:
+            latency = max(0.0, time.time() - message.enqueued_at)
             items_log.info(
                 "Consumer %s got element <%s> in %0.5f seconds.",
                 name,
@@ -211,7 +184,8 @@ class Consumer:
                     "delivery": message.delivery,
                 },
             )
-        started = time.perf_counter() if m is not None else 0.0
+        durations = self._durations
+        started = time.perf_counter() if durations is not None else 0.0
         try:
             if self.config.timeout is None:
                 await self.handler(message.payload)  # asyncio.timeout(None) would still cost ~4 us per item
@@ -226,34 +200,27 @@ class Consumer:
                 raise
             if not isinstance(exc, Exception):
                 log.warning("item %s: the handler raised %s; counted as a failure", message.id, type(exc).__name__)
-            self.summary.failed += 1
-            if m is not None:
-                m.failed.inc()
-                m.handler_seconds.observe(time.perf_counter() - started)
+            if durations is not None:
+                durations.record(time.perf_counter() - started)
             if isinstance(exc, Reject):
                 await self._dead(message, f"rejected: {exc}")
                 return
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             await self._failed(message, reason[:500])
             return
+        if durations is not None:
+            durations.record(time.perf_counter() - started)
         self.queue.ack(message)
-        self.summary.processed += 1
-        if m is not None:
-            m.processed.inc()
-            m.handler_seconds.observe(time.perf_counter() - started)
 
     async def _dead(self, message: Message, reason: str) -> None:
-        if self._series is not None:
-            self._series.dead_lettered.inc()
         await self.queue.dead_letter(message, reason)
 
     async def _failed(self, message: Message, reason: str) -> None:
-        if message.delivery >= self.queue.max_deliveries:
+        policy = self.queue.retry_policy
+        if policy.exhausted(message.delivery):
             await self._dead(message, f"failed {message.delivery} times; last: {reason}")
             return
-        delay = backoff(message.delivery, self.config.retry_base, self.config.retry_cap)
+        delay = policy.delay(message.delivery)
         log.warning("item %s failed (%s); retry %d in %.2f s", message.id, reason, message.delivery, delay)
-        if self._series is not None:
-            self._series.retried.inc()
         with contextlib.suppress(QueueClosed):
             await self.queue.retry(message, delay)

@@ -16,6 +16,12 @@ from shared.connection import describe, is_transient, is_unreachable
 T = TypeVar("T")
 
 
+def exponential(n: int, base: float, cap: float, *, jitter: tuple[float, float]) -> float:
+    """``base * 2**n`` capped at ``cap``, times a random factor in ``jitter`` (so that many waiters do not
+    come back in step). The one backoff formula of asyncq: Redis outages and item retries both use it."""
+    return float(min(cap, base * 2 ** max(0, n)) * random.uniform(*jitter))
+
+
 class Outage:
     """Tracks one loop's failures: logs once when an outage starts and once when it ends.
 
@@ -40,9 +46,9 @@ class Outage:
             self.since = time.monotonic()
             state = "Redis unavailable" if is_unreachable(exc) else "Redis refused"
             self.log.warning("%s: %s (%s); retrying with backoff", self.what, state, describe(exc))
-        delay = min(self.cap, self.base * 2**self.failures)
+        delay = exponential(self.failures, self.base, self.cap, jitter=(0.5, 1.0))
         self.failures += 1
-        return float(delay * random.uniform(0.5, 1.0))
+        return delay
 
     def recovered(self) -> None:
         if self.since is not None:

@@ -20,6 +20,7 @@ from shared.envelope import Message, dead_letter_record
 from shared.fetcher import Fetcher
 from shared.keys import Keys
 from shared.liveness import Liveness
+from shared.retries import RetryPolicy
 from shared.scripts import Scripts
 from shared.stats import ConsumerStats
 
@@ -41,7 +42,7 @@ class Consuming:
         batch_size: int,
         block_timeout: float,
         heartbeat_interval: float,
-        max_deliveries: int,
+        retry: RetryPolicy,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -49,7 +50,6 @@ class Consuming:
         self.consumer_id = consumer_id
         self._processing = keys.processing(consumer_id)
         self.stats = stats
-        self.max_deliveries = max_deliveries
         self.concurrency = 0
         # Keyed by item id: two copies of one item (twins an older version could leave) are one item here.
         self.in_progress: dict[str, Message] = {}
@@ -81,7 +81,7 @@ class Consuming:
             prefetch=prefetch,
             batch_size=batch_size,
             block_timeout=block_timeout,
-            max_deliveries=max_deliveries,
+            retry=retry,
             lease=self.liveness.lease,
             on_bad=self._on_bad,
             reconcile=self._reconcile,

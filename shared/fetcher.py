@@ -25,6 +25,7 @@ from shared.envelope import BadEnvelope, Message, decode
 from shared.errors import QueueClosed
 from shared.keys import Keys
 from shared.liveness import Lease
+from shared.retries import RetryPolicy
 from shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Fetcher:
         prefetch: int,
         batch_size: int,
         block_timeout: float,
-        max_deliveries: int,
+        retry: RetryPolicy,
         lease: Lease,
         on_bad: BadHandler,
         reconcile: Callable[[], Awaitable[None]],
@@ -58,7 +59,7 @@ class Fetcher:
         self.prefetch = prefetch
         self._batch_size = batch_size
         self._block_timeout = block_timeout
-        self._max_deliveries = max_deliveries
+        self._retry = retry
         self._lease = lease
         self._on_bad = on_bad
         self._reconcile = reconcile
@@ -289,7 +290,7 @@ class Fetcher:
             except BadEnvelope as exc:
                 self._bad.append((raw, str(exc), False))
                 continue
-            if message.attempts >= self._max_deliveries:
+            if self._retry.exhausted(message.attempts):
                 reason = f"delivered {message.attempts} times without success (max_deliveries)"
                 self._bad.append((raw, reason, True))
                 continue

@@ -40,6 +40,20 @@ class Histogram:
                 return float(min(self.maximum, _FLOOR * _GROWTH ** (index + 0.5)))
         return self.maximum
 
+    def cumulative(self, bounds: Iterable[float]) -> tuple[list[int], float]:
+        """Counts at or below each of ``bounds`` and the approximate sum of all values (each recorded value
+        taken at its bucket's midpoint): the shape of a Prometheus histogram."""
+        values = sorted((min(self.maximum, _FLOOR * _GROWTH ** (i + 0.5)), n) for i, n in self.buckets.items())
+        counts: list[int] = []
+        seen = 0
+        position = 0
+        for bound in bounds:
+            while position < len(values) and values[position][0] <= bound:
+                seen += values[position][1]
+                position += 1
+            counts.append(seen)
+        return counts, sum(value * n for value, n in values)
+
     def merge(self, other: Histogram) -> None:
         for index, n in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + n

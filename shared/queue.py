@@ -27,6 +27,7 @@ from shared.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from shared.errors import QueueClosed
 from shared.events import Events
 from shared.keys import Keys
+from shared.retries import RetryPolicy
 from shared.scripts import Scripts
 from shared.stats import ConsumerStats
 
@@ -38,7 +39,8 @@ class RedisQueue:
 
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
     ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls.
-    An item whose delivery fails ``max_deliveries`` times goes to the dead letters.
+    ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
+    and how long a failed one waits.
     """
 
     def __init__(
@@ -49,21 +51,21 @@ class RedisQueue:
         redis: aioredis.Redis | None = None,
         maxsize: int = 0,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
-        max_deliveries: int = 5,
+        retry: RetryPolicy | None = None,
         prefetch: int = 0,
         batch_size: int = 500,
         heartbeat_interval: float = 2.0,
         block_timeout: float = 2.0,
         tls: TLSOptions | None = None,
     ) -> None:
-        if maxsize < 0 or prefetch < 0 or batch_size < 1 or max_deliveries < 1:
-            raise ValueError("maxsize and prefetch must be >= 0; batch_size and max_deliveries >= 1")
+        if maxsize < 0 or prefetch < 0 or batch_size < 1:
+            raise ValueError("maxsize and prefetch must be >= 0; batch_size >= 1")
         self.keys = Keys(name)
         self.name = name
         self.url = resolve_url(url)
         self.maxsize = maxsize
         self.max_item_bytes = max_item_bytes
-        self.max_deliveries = max_deliveries
+        self.retry_policy = retry or RetryPolicy()
         self.heartbeat_interval = heartbeat_interval
         self._owns_client = redis is None
         self._client = redis if redis is not None else connect(self.url, tls=tls)
@@ -186,15 +188,17 @@ class RedisQueue:
             raise ValueError("task_done() called more times than there were items got")
         self._consuming.ack(message)
 
-    async def retry(self, message: Message, delay: float) -> bool:
-        """Give ``message`` back for another attempt after ``delay`` seconds (kept in Redis, not here).
+    async def retry(self, message: Message, delay: float | None = None) -> bool:
+        """Give ``message`` back for another attempt after ``delay`` seconds (default: the retry policy's
+        backoff), kept in Redis, not here.
 
-        Past ``max_deliveries`` it goes to the dead letters instead. Returns False if recovery had already
-        taken it back (it is then redelivered anyway).
+        After the policy's last delivery it goes to the dead letters instead. Returns False if recovery had
+        already taken it back (it is then redelivered anyway).
         """
-        if message.delivery >= self.max_deliveries:
+        if self.retry_policy.exhausted(message.delivery):
             return await self.dead_letter(message, f"failed {message.delivery} times (max_deliveries)")
-        return await self._consumer().retry(message, delay)
+        wait = self.retry_policy.delay(message.delivery) if delay is None else delay
+        return await self._consumer().retry(message, wait)
 
     async def dead_letter(self, message: Message, reason: str, *, failed: bool = True) -> bool:
         """Move ``message`` to the dead letters with ``reason``; it counts as done for ``join()``."""
@@ -212,7 +216,7 @@ class RedisQueue:
                 batch_size=self._batch_size,
                 block_timeout=self._block_timeout,
                 heartbeat_interval=self.heartbeat_interval,
-                max_deliveries=self.max_deliveries,
+                retry=self.retry_policy,
             )
             self._consuming.concurrency = self._concurrency
         return self._consuming

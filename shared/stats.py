@@ -1,4 +1,9 @@
-"""What one consuming process counts about itself; published with its heartbeat for `asyncq stats`/`watch`."""
+"""What one consuming process counts about itself: the one source of its counters.
+
+The consuming machinery counts (an acknowledgement is a processed item, a retry a failure); the heartbeat
+publishes the counters for ``asyncq stats``/``watch``, the consumer's end-of-run summary reads them, and the
+Prometheus collector exports them at each scrape.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from shared.latency import Histogram
 
 @dataclass
 class ConsumerStats:
-    """Counters of one process and its enqueue-to-start latency histogram (seconds)."""
+    """Counters of one process, its enqueue-to-start latency and handler durations (seconds)."""
 
     processed: int = 0
     failed: int = 0
@@ -19,8 +24,10 @@ class ConsumerStats:
     dead_lettered: int = 0
     started: float = field(default_factory=time.time)
     latency: Histogram = field(default_factory=Histogram)
+    handler: Histogram = field(default_factory=Histogram)
 
     def to_json(self) -> dict[str, Any]:
+        """What the heartbeat carries (the handler durations stay local: only metrics need them)."""
         return {
             "processed": self.processed,
             "failed": self.failed,
