@@ -15,7 +15,8 @@ import threading
 from types import TracebackType
 from typing import Self
 
-WATCHED = frozenset((b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"EVAL_RO"))
+# The commands a put may be sent as: a script, a function, or a transaction.
+WATCHED = frozenset((b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"EVAL_RO", b"FCALL", b"EXEC"))
 
 
 def parse_command(buf: bytearray) -> tuple[bytes, int] | None:

@@ -96,7 +96,6 @@ async def test_library_put_whose_reply_is_lost_is_enqueued_once(
     assert not any(left["processing"].values()), left
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_producer_cli_puts_whose_replies_are_lost_are_enqueued_once(
     private_redis: EmbeddedRedis, direct: redis.Redis, queue_name: str, tmp_path: Path
@@ -152,7 +151,7 @@ async def test_twins_in_the_queue_never_kill_a_worker(
     private_redis: EmbeddedRedis, direct: redis.Redis, queue_name: str, tmp_path: Path, concurrency: int
 ) -> None:
     keys = Keys(queue_name)
-    _push_twins(direct, keys, {"data": "twin"})
+    _push_twins(direct, keys, {"data": "twin", "mode": "slow"})  # slow: with two workers both are in progress
     async with RedisQueue(queue_name, url=private_redis.url) as q:
         await q.put_many([{"data": f"after-{i}"} for i in range(20)])
     consumer = start(
@@ -161,7 +160,7 @@ async def test_twins_in_the_queue_never_kill_a_worker(
             "--queue",
             queue_name,
             "--handler",
-            "tests.fault_handlers:record",
+            "tests.fault_handlers:behave",
             "--drain",
             "--prefetch",
             "2",
@@ -172,7 +171,7 @@ async def test_twins_in_the_queue_never_kill_a_worker(
         tmp_path,
         "consumer",
         FAULT_RECORD_KEY=queue_name,
-        FAULT_WORK="0.3",  # both twins are in progress at once with two workers
+        FAULT_WORK="0.5",
     )
 
     def diagnostics() -> str:
@@ -239,3 +238,30 @@ async def test_twins_that_both_fail_end_as_dead_letters_and_join_returns(
     assert 2 <= len(calls(direct, queue_name, "doomed-twin")) <= 4, diagnostics()
     assert consumer.terminate() == 0, diagnostics()
     assert "Traceback" not in consumer.stderr(), diagnostics()
+
+
+@pytest.mark.timeout(30)
+def test_proxy_loses_exactly_the_replies_it_is_told_to(private_redis: EmbeddedRedis, direct: redis.Redis) -> None:
+    """The harness itself: Redis runs the command whose reply is lost; errors and other commands go through."""
+    script = "return redis.call('INCR', KEYS[1])"
+    with Proxy(private_redis.port) as proxy:
+        c = redis.Redis.from_url(proxy.url, socket_timeout=5)
+        try:
+            proxy.lose_replies(1)
+            with pytest.raises(redis.exceptions.NoScriptError):  # an error reply is not lost, and not counted
+                c.evalsha("0" * 40, 1, "n")
+            assert c.set("plain", "1") and c.get("plain") == b"1"
+            with pytest.raises(redis.ConnectionError):
+                c.eval(script, 1, "n")
+            assert proxy.lost == 1
+            assert direct.get("n") == b"1"  # it ran: the client just never heard
+            assert c.eval(script, 1, "n") == 2  # disarmed after one
+            proxy.lose_replies(None)
+            for _ in range(3):
+                with pytest.raises(redis.ConnectionError):
+                    c.eval(script, 1, "n")
+            proxy.disarm()
+            assert c.eval(script, 1, "n") == 6
+            assert proxy.lost == 4
+        finally:
+            c.close()
