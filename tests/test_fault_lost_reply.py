@@ -265,3 +265,40 @@ def test_proxy_loses_exactly_the_replies_it_is_told_to(private_redis: EmbeddedRe
             assert proxy.lost == 4
         finally:
             c.close()
+
+
+@pytest.mark.timeout(90)
+async def test_lost_reply_of_a_put_that_found_partial_room_is_not_repeated(
+    private_redis: EmbeddedRedis, direct: redis.Redis, queue_name: str
+) -> None:
+    """With maxsize, the PUT script takes only what fits; a resend after its lost reply must not push again
+    what it took, nor lose what it left (offered again once there is room)."""
+    keys = Keys(queue_name)
+    seen: Counter[str] = Counter()
+    expected = {f"room-{i}" for i in range(12)}
+
+    async def consume(q: RedisQueue) -> None:
+        while True:
+            message = await q.get_message()
+            seen[message.payload["data"]] += 1
+            q.ack(message)
+
+    with Proxy(private_redis.port) as proxy:
+        async with (
+            RedisQueue(queue_name, url=proxy.url, maxsize=4) as producer,
+            RedisQueue(queue_name, url=private_redis.url) as consumer,
+        ):
+            proxy.lose_replies(2)
+            worker = asyncio.create_task(consume(consumer))
+            try:
+                async with asyncio.timeout(30):
+                    assert await producer.put_many([{"data": f"room-{i}"} for i in range(12)]) == 12
+                    assert proxy.lost == 2
+                    await producer.join()
+            finally:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+    left = state(direct, keys)
+    assert seen == Counter(dict.fromkeys(expected, 1)), f"{sorted(seen.items())}\n{left}"
+    assert left["totals"].get("enqueued") == 12, left
+    assert left["unfinished"] == 0 and left["queue"] == 0, left
