@@ -35,8 +35,9 @@ MIN_REDIS = (7, 0)  # script flags (allow-oom) need 7.0
 _TRANSIENT_CODES = frozenset(
     ("BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS", "UNBLOCKED", "MOVED", "ASK")
 )
-# Query parameters that carry a secret (redis-py reads ``password`` from the query too).
-_SECRET_PARAMS = frozenset(("password", "pass", "pwd", "secret", "token", "sentinel_password"))
+# Query parameters that carry a secret (redis-py reads ``password`` from the query too); a value runs to the
+# next "&", so an unencoded "#", "?" or "@" in it is hidden too.
+_SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd|secret|token|sentinel_password)=)[^&]*", re.IGNORECASE)
 _SCRIPT_SUFFIX = re.compile(r"\s*script: [0-9a-f]{40}.*$", re.DOTALL)
 
 
@@ -81,25 +82,17 @@ def redact(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return _redact_query(url)
-    at = rest.rfind("@")
+        return _SECRET_QUERY.sub(r"\1***", url)
+    # The userinfo ends at the last "@" before any secret query parameter (whose value may hold an "@").
+    query = _SECRET_QUERY.search(rest)
+    at = rest.rfind("@", 0, query.start() if query else len(rest))
+    head = ""
     if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, _ = userinfo.partition(":")
+        user, colon, _ = rest[:at].partition(":")
         # No colon: "redis://secret@host" is taken as a password by some clients; hide it whole.
-        rest = (f"{user}:***@" if colon else "***@") + rest
-    return f"{scheme}://{_redact_query(rest)}"
-
-
-def _redact_query(text: str) -> str:
-    base, q, query = text.partition("?")
-    if not q:
-        return text
-    params = []
-    for param in query.split("&"):
-        name, eq, _ = param.partition("=")
-        params.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else param)
-    return f"{base}?{'&'.join(params)}"
+        head = f"{user}:***@" if colon else "***@"
+        rest = rest[at + 1 :]
+    return f"{scheme}://{head}" + _SECRET_QUERY.sub(r"\1***", rest)
 
 
 def connect(
