@@ -19,11 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 from rich.console import Console, RenderableType
 
-from shared import RedisQueue, snapshot
-from shared.dashboard import History, render_snapshot, sparkline, watch
-from shared.embedded import EmbeddedRedis
-from shared.latency import Histogram
-from shared.snapshot import ConsumerView, Snapshot
+from asyncq import RedisQueue
+from asyncq.core.histogram import Histogram
+from asyncq.tools import snapshot
+from asyncq.tools.dashboard import History, render_snapshot, sparkline, watch
+from asyncq.tools.embedded import EmbeddedRedis
+from asyncq.tools.snapshot import ConsumerView, Snapshot
 from tests.procs import cli, env, run
 
 RULE = "─" * 120

@@ -14,8 +14,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared import RedisQueue
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
 from tests.fault_support import counts, dead_letters, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"

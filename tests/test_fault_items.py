@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
 from tests.fault_support import calls, counts, dead_letters, run, start, state, wait_until
 
 BEHAVE = "tests.fault_handlers:behave"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import calls, counts, dead_letters, start, state, wait_until
 from tests.proxy import Proxy
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import run, start, state, wait_until
 
 SHA = re.compile(r"\b[0-9a-f]{40}\b")

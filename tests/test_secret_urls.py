@@ -1,6 +1,6 @@
 """Passwords in Redis URLs are never printed, whatever form the URL takes (issue 9, secrets).
 
-``shared.connection.redact()`` is checked over every URL form redis-py (or, next, its sentinel and cluster
+``asyncq.core.connection.redact()`` is checked over every URL form redis-py (or, next, its sentinel and cluster
 clients) accepts, with passwords holding URL delimiters; then the CLIs' success and error lines, as processes.
 Every password here is made of two tokens (``PWa1x9`` and ``PWb2y8``) around the characters under test, so
 that printing any part of it is caught, not only the whole.
@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.connection import redact
-from shared.embedded import EmbeddedRedis, free_port
+from asyncq.core.connection import redact
+from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.fault_support import run
 
 HEAD, TAIL = "PWa1x9", "PWb2y8"
