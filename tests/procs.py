@@ -27,20 +27,24 @@ def env(**extra: str) -> dict[str, str]:
     return base
 
 
-def spawn(name: str, *args: str, redis_url: str, **extra: str) -> subprocess.Popen[str]:
+def spawn(name: str, *args: str, redis_url: str, cwd: str | None = None, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [cli(name), *args],
         env=env(REDIS_URL=redis_url, **extra),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def run(name: str, *args: str, redis_url: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+def run(
+    name: str, *args: str, redis_url: str, timeout: float = 60, cwd: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [cli(name), *args],
         env=env(REDIS_URL=redis_url, **extra),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
