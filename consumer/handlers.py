@@ -89,6 +89,8 @@ def _import(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ValueError(f"cannot import {name!r} (looked in {cwd} first): {exc}") from None
+    except Exception as exc:  # the module itself fails (a SyntaxError, an error at import): one line, no traceback
+        raise ValueError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from None
     finally:
         if cwd in sys.path:
             sys.path.remove(cwd)  # the first occurrence: the one put there above, unless the module moved it

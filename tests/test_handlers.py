@@ -68,3 +68,10 @@ def test_a_handler_that_cannot_take_one_item_is_refused_at_start(spec: str, sign
         f"error: --handler: {spec} cannot be called with one item: its signature is {signature} "
         "(it must accept one positional argument: the item)"
     ]
+
+
+def test_a_handler_module_that_fails_to_import_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
+    done = run("consumer", "--handler", "broken:handle", redis_url="redis://127.0.0.1:1/0", cwd=str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: --handler: importing 'broken' failed: RuntimeError: no config"]
