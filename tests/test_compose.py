@@ -476,3 +476,19 @@ def test_scaling_consumers_does_not_run_the_producer_again(stack_factory: Callab
     producer.reload()
     assert producer.attrs["State"]["StartedAt"] == started, "the producer ran again"
     assert stack.totals().get("enqueued") == count, stack.totals()
+
+
+@pytest.mark.docker
+def test_compose_plugin_does_not_depend_on_a_clone(docker_client: Any) -> None:
+    """`docker compose` as provisioned keeps working when this clone's .venv goes (`make clean`)."""
+    done = subprocess.run(
+        ["docker", "info", "--format", '{{range .ClientInfo.Plugins}}{{.Name}} {{.Path}}{{"\\n"}}{{end}}'],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    plugins = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert "compose" in plugins, done.stdout + done.stderr
+    path = Path(plugins["compose"]).resolve()
+    assert ".venv" not in path.parts and not path.is_relative_to(ROOT), f"docker compose runs {path}"
