@@ -32,7 +32,9 @@ def _options(log_format: opt.LogFormatOpt = LogFormat.text) -> None:
     configure(verbose=False, fmt=log_format)
 
 
-Queue = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")]
+Queue = Annotated[
+    str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
+]
 
 
 async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
@@ -47,12 +49,23 @@ async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
 
 @app.command()
 def demo(
-    producers: Annotated[int, typer.Option("--producers", "-p", min=1, help="Producer processes.")] = 2,
-    consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, help="Consumer processes.")] = 3,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Coroutines per consumer.")] = 10,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Items in total.")] = 300,
-    work: Annotated[str, typer.Option("--work", help="Simulated work per item: SECONDS or MIN-MAX.")] = "0-0.1",
-    rate: Annotated[float, typer.Option("--rate", min=0, help="Items/s over all producers (0: no cap).")] = 0.0,
+    producers: Annotated[int, typer.Option("--producers", "-p", min=1, metavar="N", help="Producer processes.")] = 2,
+    consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, metavar="N", help="Consumer processes.")] = 3,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, metavar="N", help="Coroutines per consumer.")
+    ] = 10,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, metavar="N", help="Items in total.")] = 300,
+    work: Annotated[
+        str,
+        typer.Option(
+            "--work",
+            metavar="SECONDS|MIN-MAX",
+            help="Simulated work per item: a random sleep of SECONDS, or between MIN and MAX seconds.",
+        ),
+    ] = "0-0.1",
+    rate: Annotated[
+        float, typer.Option("--rate", min=0, metavar="ITEMS/S", help="Items/s over all producers (0: no cap).")
+    ] = 0.0,
     queue: Queue = "asyncq-demo",
     verbose: opt.Verbose = False,
 ) -> None:
@@ -80,7 +93,7 @@ def demo(
 def stats(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object, for scripts.")] = False,
 ) -> None:
     """One snapshot of the queue: depth, ages, consumers, retries, dead letters, counters."""
 
@@ -104,12 +117,22 @@ def stats(
 def watch(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Seconds between refreshes.")
+    ] = 1.0,
 ) -> None:
-    """A live dashboard of the queue, refreshed every second; Ctrl-C to leave."""
+    """A live dashboard of the queue, refreshed every second; Ctrl-C to leave.
+
+    Redis must answer at start (else exit 1, like stats); after that an outage is shown and waited out.
+    """
     from asyncq.tools.dashboard import watch as watch_queue
 
-    run(watch_queue(redis_url, queue, interval, Console()), url=redis_url)
+    async def go() -> None:
+        client = await _client(redis_url)
+        await client.aclose()
+        await watch_queue(redis_url, queue, interval, Console())
+
+    run(go(), url=redis_url)
 
 
 @app.command()
@@ -117,9 +140,14 @@ def health(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     host: Annotated[
-        str | None, typer.Option("--host", help="Consumer host to look for [default: this host's name].")
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", show_default="this host's name", help="Host name of the consumer to look for."
+        ),
     ] = None,
-    consumer: Annotated[str | None, typer.Option("--consumer", help="A consumer id to look for.")] = None,
+    consumer: Annotated[
+        str | None, typer.Option("--consumer", metavar="ID", help="A consumer id to look for (overrides --host).")
+    ] = None,
 ) -> None:
     """Exit 0 if Redis answers and a consumer of this host (or --consumer) has a live heartbeat; else 1."""
     wanted_host = host or socket.gethostname()
@@ -145,8 +173,8 @@ def health(
 def dead_list(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="Newest N only (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Newest N only (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="JSON lines, for scripts.")] = False,
 ) -> None:
     """List dead letters, newest first: id, time, reason, and the start of the item."""
 
@@ -180,8 +208,10 @@ def dead_list(
 
 @dead_app.command("requeue")
 def dead_requeue(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the dead letters to requeue.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Requeue every dead letter.")] = False,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the dead letters to requeue.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", metavar="", help="Requeue every dead letter.")] = False,
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
 ) -> None:
@@ -208,7 +238,7 @@ def dead_requeue(
 def dead_purge(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every dead letter of the queue."""
     if not yes and not typer.confirm(f"Delete every dead letter of queue {queue}?"):
