@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 
 from asyncq.cli import options as opt
+from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.lifecycle import stop_on_signals
 from asyncq.cli.logs import LogFormat, configure, report
-from asyncq.cli.runner import fail, opened, queue_name, run
+from asyncq.cli.runner import fail, run
 from asyncq.consumer.handlers import Handler, Work, load
 from asyncq.consumer.metrics import Metrics, serve_metrics
 from asyncq.consumer.worker import ConsumeConfig, Consumer, Summary
-from asyncq.core.connection import redact
 from asyncq.core.retries import RetryPolicy
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -31,6 +31,7 @@ def _work(value: str) -> str:
 
 
 @app.command()
+@connection_options()
 def main(
     concurrency: Annotated[
         int,
@@ -38,10 +39,6 @@ def main(
             "--concurrency", "-c", envvar="ASYNCQ_CONCURRENCY", min=1, metavar="N", help="Consumer coroutines."
         ),
     ] = 10,
-    queue: Annotated[
-        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
-    ] = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     work: Annotated[
         str,
         typer.Option(
@@ -158,9 +155,8 @@ def main(
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
     verbose: opt.Verbose = False,
     log_format: opt.LogFormatOpt = LogFormat.text,
-    tls_ca: opt.TlsCa = None,
-    tls_cert: opt.TlsCert = None,
-    tls_key: opt.TlsKey = None,
+    *,
+    conn: Connection,
 ) -> None:
     """Take items from the queue and handle each (a random sleep by default, or --handler); a line per item
     with -v, a summary at the end."""
@@ -174,22 +170,18 @@ def main(
         retry = RetryPolicy(max_deliveries, retry_base, retry_cap)
     except ValueError as exc:
         raise fail(str(exc), code=2) from None
-    tls = opt.tls_options(tls_ca, tls_cert, tls_key)
 
     async def go() -> Summary:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        async with opened(
-            queue,
-            redis_url,
-            tls,
+        async with conn.opened(
             prefetch=concurrency if prefetch is None else prefetch,
             retry=retry,
             heartbeat_interval=heartbeat,
             max_item_bytes=max_item_bytes,
         ) as q:
             report(
-                f"consumer {q.consumer_id}: waiting for items on queue {queue} at {redact(redis_url)} "
+                f"consumer {q.consumer_id}: waiting for items on queue {conn.queue} at {conn.shown} "
                 f"(concurrency {concurrency})",
                 consumer=q.consumer_id,
             )
@@ -199,7 +191,7 @@ def main(
             async with serve_metrics(metrics, metrics_port):
                 return await Consumer(q, work_fn, config, metrics).run(stop)
 
-    summary = run(go(), url=redis_url)
+    summary = run(go(), url=conn.url)
     report(summary.line(), summary=summary.to_json())
     if summary_file is not None:
         summary_file.write_text(json.dumps(summary.to_json()))

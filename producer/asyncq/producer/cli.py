@@ -18,9 +18,9 @@ from rich.progress import (
 )
 
 from asyncq.cli import options as opt
+from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.logs import LogFormat, configure, report
-from asyncq.cli.runner import opened, queue_name, run
-from asyncq.core.connection import redact
+from asyncq.cli.runner import run
 from asyncq.producer.run import ProduceConfig, ProduceResult, Waiting, produce
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -47,6 +47,7 @@ class WaitLines:
 
 
 @app.command()
+@connection_options()
 def main(
     count: Annotated[
         int, typer.Option("--count", "-n", envvar="ASYNCQ_COUNT", min=0, metavar="N", help="Items to put.")
@@ -77,10 +78,6 @@ def main(
             help="Items each producer coroutine sends in one round trip.",
         ),
     ] = 100,
-    queue: Annotated[
-        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
-    ] = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     maxsize: Annotated[
         int,
         typer.Option(
@@ -104,18 +101,16 @@ def main(
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
     verbose: opt.Verbose = False,
     log_format: opt.LogFormatOpt = LogFormat.text,
-    tls_ca: opt.TlsCa = None,
-    tls_cert: opt.TlsCert = None,
-    tls_key: opt.TlsKey = None,
+    *,
+    conn: Connection,
 ) -> None:
     """Put COUNT items (random hex strings) on the queue, report the rate, and by default wait until they are
     processed."""
     configure(verbose=verbose, fmt=log_format)
     config = ProduceConfig(count=count, producers=producers, rate=rate, size=size, batch=batch, wait=wait)
-    tls = opt.tls_options(tls_ca, tls_cert, tls_key)
 
     async def go() -> ProduceResult:
-        async with opened(queue, redis_url, tls, maxsize=maxsize, max_item_bytes=max_item_bytes) as q:
+        async with conn.opened(maxsize=maxsize, max_item_bytes=max_item_bytes) as q:
             if sys.stderr.isatty() and not verbose and log_format is LogFormat.text:
                 with Progress(
                     TextColumn("[bold]{task.description}"),
@@ -142,10 +137,10 @@ def main(
                     return await produce(q, config, advance, waiting)
             return await produce(q, config, waiting=WaitLines())
 
-    result = run(go(), url=redis_url)
+    result = run(go(), url=conn.url)
     line = (
         f"produced {result.items} items in {result.seconds:.2f} s ({result.rate:,.0f} items/s) "
-        f"to queue {queue} at {redact(redis_url)}"
+        f"to queue {conn.queue} at {conn.shown}"
     )
     if result.joined_after is not None:
         line += f"; all processed after {result.joined_after:.2f} s"

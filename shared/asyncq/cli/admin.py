@@ -5,46 +5,28 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import UTC, datetime
 from typing import Annotated
 
-import redis.asyncio as aioredis
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from asyncq.cli import options as opt
+from asyncq.cli.connection import Connection, QueueName, connection_options
+from asyncq.cli.dead_letters import dead_letters_app
 from asyncq.cli.logs import LogFormat, configure
-from asyncq.cli.runner import fail, queue_name, run
-from asyncq.core.connection import RedisUnavailable, TLSOptions, check_reachable, connect, redact
-from asyncq.core.envelope import DeadLetter
-from asyncq.tools import deadletters, snapshot
+from asyncq.cli.runner import fail, run
+from asyncq.core.connection import TLSOptions
+from asyncq.tools import snapshot
 from asyncq.tools.demo import DemoConfig, redis_for_demo, run_demo
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-dead_app = typer.Typer(no_args_is_help=True, help="Inspect and recover dead letters.")
-app.add_typer(dead_app, name="dead-letters")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 
 @app.callback()
 def _options(log_format: opt.LogFormatOpt = LogFormat.text) -> None:
     """asyncq: the operator's CLI. Options here go before the command: asyncq --log-format json stats."""
     configure(verbose=False, fmt=log_format)
-
-
-Queue = Annotated[
-    str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
-]
-
-
-async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
-    client = connect(url, tls=tls)
-    try:
-        await check_reachable(client, url)
-    except RedisUnavailable:
-        await client.aclose()
-        raise
-    return client
 
 
 @app.command()
@@ -66,7 +48,7 @@ def demo(
     rate: Annotated[
         float, typer.Option("--rate", min=0, metavar="ITEMS/S", help="Items/s over all producers (0: no cap).")
     ] = 0.0,
-    queue: Queue = "asyncq-demo",
+    queue: QueueName = "asyncq-demo",
     verbose: opt.Verbose = False,
 ) -> None:
     """Run P producer and C consumer processes through one Redis and report what they did.
@@ -79,7 +61,7 @@ def demo(
 
     async def go() -> int:
         async with redis_for_demo(url) as redis_url:
-            client = await _client(redis_url)
+            client = await Connection(queue, redis_url, TLSOptions()).client()
             await client.aclose()
             from asyncq.tools.dashboard import monitor
 
@@ -90,33 +72,33 @@ def demo(
 
 
 @app.command()
+@connection_options()
 def stats(
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
+    conn: Connection,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object, for scripts.")] = False,
 ) -> None:
     """One snapshot of the queue: depth, ages, consumers, retries, dead letters, counters."""
 
     async def go() -> snapshot.Snapshot:
-        client = await _client(redis_url)
+        client = await conn.client()
         try:
-            return await snapshot.take(client, queue)
+            return await snapshot.take(client, conn.queue)
         finally:
             await client.aclose()
 
-    snap = run(go(), url=redis_url)
+    snap = run(go(), url=conn.url)
     if as_json:
         typer.echo(json.dumps(snap.to_json()))
         return
     from asyncq.tools.dashboard import render_snapshot
 
-    Console().print(render_snapshot(snap, source=redact(redis_url)))
+    Console().print(render_snapshot(snap, source=conn.shown))
 
 
 @app.command()
+@connection_options()
 def watch(
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
+    conn: Connection,
     interval: Annotated[
         float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Seconds between refreshes.")
     ] = 1.0,
@@ -128,17 +110,17 @@ def watch(
     from asyncq.tools.dashboard import watch as watch_queue
 
     async def go() -> None:
-        client = await _client(redis_url)
+        client = await conn.client()
         await client.aclose()
-        await watch_queue(redis_url, queue, interval, Console())
+        await watch_queue(conn.url, conn.queue, interval, Console(), tls=conn.tls)
 
-    run(go(), url=redis_url)
+    run(go(), url=conn.url)
 
 
 @app.command()
+@connection_options()
 def health(
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
+    conn: Connection,
     host: Annotated[
         str | None,
         typer.Option(
@@ -153,9 +135,9 @@ def health(
     wanted_host = host or socket.gethostname()
 
     async def go() -> str | None:
-        client = await _client(redis_url)
+        client = await conn.client()
         try:
-            snap = await snapshot.take(client, queue)
+            snap = await snapshot.take(client, conn.queue)
         finally:
             await client.aclose()
         for view in snap.consumers:
@@ -163,92 +145,7 @@ def health(
                 return view.id
         return None
 
-    found = run(go(), url=redis_url)
+    found = run(go(), url=conn.url)
     if found is None:
-        raise fail(f"no live consumer {consumer or 'on host ' + wanted_host} for queue {queue}")
+        raise fail(f"no live consumer {consumer or 'on host ' + wanted_host} for queue {conn.queue}")
     typer.echo(f"ok: consumer {found} is alive")
-
-
-@dead_app.command("list")
-def dead_list(
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    limit: Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Newest N only (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", metavar="", help="JSON lines, for scripts.")] = False,
-) -> None:
-    """List dead letters, newest first: id, time, reason, and the start of the item."""
-
-    async def go() -> list[DeadLetter | bytes]:
-        client = await _client(redis_url)
-        try:
-            return await deadletters.read(client, queue, limit)
-        finally:
-            await client.aclose()
-
-    letters = run(go(), url=redis_url)
-    if as_json:
-        for letter in letters:
-            if isinstance(letter, DeadLetter):
-                record = {k: getattr(letter, k) for k in ("id", "reason", "failed_at", "consumer", "envelope")}
-            else:
-                record = {"unreadable": letter.decode("utf-8", "replace")}
-            typer.echo(json.dumps(record))
-        return
-    table = Table(title=f"dead letters of {queue} ({len(letters)} shown)")
-    for column in ("id", "failed at (UTC)", "reason", "item"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        if isinstance(letter, DeadLetter):
-            when = datetime.fromtimestamp(letter.failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(letter.id, when, letter.reason, letter.envelope[:80])
-        else:
-            table.add_row("?", "", "unreadable record", letter[:80].decode("utf-8", "replace"))
-    Console().print(table)
-
-
-@dead_app.command("requeue")
-def dead_requeue(
-    ids: Annotated[
-        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the dead letters to requeue.")
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", metavar="", help="Requeue every dead letter.")] = False,
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-) -> None:
-    """Put dead letters back at the end of the line with their attempts reset."""
-    if not all_ and not ids:
-        raise typer.BadParameter("name the ids to requeue, or pass --all")
-
-    async def go() -> deadletters.RequeueResult:
-        client = await _client(redis_url)
-        try:
-            return await deadletters.requeue(client, queue, None if all_ else ids)
-        finally:
-            await client.aclose()
-
-    result = run(go(), url=redis_url)
-    typer.echo(f"requeued {len(result.requeued)} item(s)")
-    if result.not_envelopes:
-        typer.echo(f"not requeued (not asyncq items; purge them): {' '.join(result.not_envelopes)}", err=True)
-    if result.not_found:
-        raise fail(f"no dead letter with id: {' '.join(result.not_found)}")
-
-
-@dead_app.command("purge")
-def dead_purge(
-    queue: Queue = opt.DEFAULT_QUEUE,
-    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Delete every dead letter of the queue."""
-    if not yes and not typer.confirm(f"Delete every dead letter of queue {queue}?"):
-        raise typer.Exit(1)
-
-    async def go() -> int:
-        client = await _client(redis_url)
-        try:
-            return await deadletters.purge(client, queue)
-        finally:
-            await client.aclose()
-
-    typer.echo(f"purged {run(go(), url=redis_url)} dead letter(s)")

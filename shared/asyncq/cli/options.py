@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from asyncq.cli.logs import LogFormat
-from asyncq.core.connection import TLSOptions
 
 RedisUrl = Annotated[
     str,
@@ -20,7 +19,6 @@ RedisUrl = Annotated[
         show_default=True,
     ),
 ]
-QueueName = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", metavar="NAME", help="Queue name.")]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", envvar="ASYNCQ_VERBOSE", metavar="", help="Print a line per item.")
 ]
@@ -50,9 +48,4 @@ MaxItemBytes = Annotated[
     ),
 ]
 
-DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_QUEUE = "asyncq"
-
-
-def tls_options(ca: str | None, cert: str | None, key: str | None) -> TLSOptions:
-    return TLSOptions(ca_file=ca, cert_file=cert, key_file=key)

@@ -6,17 +6,15 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import typer
 from redis.exceptions import RedisError
 
 from asyncq.cli import logs
-from asyncq.core.connection import RedisUnavailable, TLSOptions, check_reachable, describe, redact
+from asyncq.core.connection import RedisUnavailable, describe, redact
 from asyncq.core.envelope import ItemTooLarge
-from asyncq.core.keys import check_name
-from asyncq.core.queue import RedisQueue
 from asyncq.tools.embedded import NoRedisServer
 
 T = TypeVar("T")
@@ -50,22 +48,3 @@ def run(main: Coroutine[Any, Any, T], *, url: str = "") -> T:
         raise fail(f"Redis{where} failed: {describe(exc)}") from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-
-
-def queue_name(value: str) -> str:
-    """Typer callback: a clear usage error for an invalid queue name."""
-    try:
-        return check_name(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-@contextlib.asynccontextmanager
-async def opened(name: str, url: str, tls: TLSOptions, **options: Any) -> AsyncIterator[RedisQueue]:
-    """A RedisQueue whose Redis answered a PING (else ``RedisUnavailable``), closed on exit."""
-    queue = RedisQueue(name, url=url, tls=tls, **options)
-    try:
-        await check_reachable(queue.redis, url)
-        yield queue
-    finally:
-        await queue.close()

@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from asyncq.core.connection import connect, describe, redact
+from asyncq.core.connection import TLSOptions, connect, describe, redact
 from asyncq.core.histogram import Histogram
 from asyncq.tools import snapshot
 from asyncq.tools.snapshot import Snapshot
@@ -262,10 +262,12 @@ def _screen(console: Console, *, stream: bool) -> Iterator[Callable[[RenderableT
             console.print(frames[-1])
 
 
-async def _run(url: str, queue: str, interval: float, console: Console, until: asyncio.Event | None) -> None:
+async def _run(
+    url: str, queue: str, interval: float, console: Console, until: asyncio.Event | None, tls: TLSOptions | None = None
+) -> None:
     view = _View(url, queue, interval)
     stop = until or asyncio.Event()  # watch's is never set: Ctrl-C ends it
-    client = connect(url, socket_timeout=5.0, max_connections=2, name="asyncq-watch")
+    client = connect(url, socket_timeout=5.0, max_connections=2, name="asyncq-watch", tls=tls)
     try:
         with _screen(console, stream=until is None) as show:
             while not stop.is_set():
@@ -285,13 +287,13 @@ async def _run(url: str, queue: str, interval: float, console: Console, until: a
         await client.aclose()
 
 
-async def watch(url: str, queue: str, interval: float, console: Console) -> None:
+async def watch(url: str, queue: str, interval: float, console: Console, *, tls: TLSOptions | None = None) -> None:
     """Show the queue live, refreshed every ``interval`` seconds, until Ctrl-C (then return quietly).
 
     A Redis outage is shown on top of the last figures and retried every ``interval``: never fatal.
     """
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        await _run(url, queue, interval, console, None)
+        await _run(url, queue, interval, console, None, tls)
 
 
 async def monitor(url: str, queue: str, finished: asyncio.Event) -> None:

@@ -1,0 +1,105 @@
+"""The connection options every command that talks to Redis takes, declared once.
+
+``@connection_options()`` adds ``--queue``, ``--redis-url`` and the ``--tls-*`` options to a Typer command
+and hands it one ``Connection`` instead: the three CLIs and every ``asyncq`` command take the same options,
+with the same environment variables and checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+import redis.asyncio as aioredis
+import typer
+
+from asyncq.cli.options import DEFAULT_QUEUE, RedisUrl, TlsCa, TlsCert, TlsKey
+from asyncq.core.connection import DEFAULT_URL, RedisUnavailable, TLSOptions, check_reachable, connect, redact
+from asyncq.core.keys import check_name
+from asyncq.core.queue import RedisQueue
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _queue_name(value: str) -> str:
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+QueueName = Annotated[
+    str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=_queue_name, metavar="NAME", help="Queue name.")
+]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a command's queue lives: its name, the Redis URL and TLS files."""
+
+    queue: str
+    url: str
+    tls: TLSOptions
+
+    @property
+    def shown(self) -> str:
+        """The URL with its password hidden."""
+        return redact(self.url)
+
+    async def client(self, **options: Any) -> aioredis.Redis:
+        """A client whose Redis answered (else ``RedisUnavailable``); the caller closes it."""
+        client = connect(self.url, tls=self.tls, **options)
+        try:
+            await check_reachable(client, self.url)
+        except RedisUnavailable:
+            await client.aclose()
+            raise
+        return client
+
+    @contextlib.asynccontextmanager
+    async def opened(self, **options: Any) -> AsyncIterator[RedisQueue]:
+        """The queue, once its Redis answered (else ``RedisUnavailable``); closed on exit."""
+        queue = RedisQueue(self.queue, url=self.url, tls=self.tls, **options)
+        try:
+            await check_reachable(queue.redis, self.url)
+            yield queue
+        finally:
+            await queue.close()
+
+
+def connection_options(default_queue: str = DEFAULT_QUEUE) -> Callable[[F], F]:
+    """Give a Typer command the connection options; it receives them as ``conn: Connection``."""
+
+    def decorate(command: F) -> F:
+        hints = get_type_hints(command, include_extras=True)
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "conn"]
+        added = {
+            "queue": (QueueName, default_queue),
+            "redis_url": (RedisUrl, DEFAULT_URL),
+            "tls_ca": (TlsCa, None),
+            "tls_cert": (TlsCert, None),
+            "tls_key": (TlsKey, None),
+        }
+        params = [p.replace(annotation=hints[p.name]) for p in own] + [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, (annotation, default) in added.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            conn = Connection(
+                kwargs.pop("queue"),
+                kwargs.pop("redis_url"),
+                TLSOptions(kwargs.pop("tls_ca"), kwargs.pop("tls_cert"), kwargs.pop("tls_key")),
+            )
+            return command(*args, conn=conn, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
