@@ -49,18 +49,29 @@ async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
 def demo(
     producers: Annotated[int, typer.Option("--producers", "-p", min=1, help="Producer processes.")] = 2,
     consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, help="Consumer processes.")] = 3,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Coroutines per consumer.")] = 10,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Items in total.")] = 300,
-    work: Annotated[str, typer.Option("--work", help="Simulated work per item: SECONDS or MIN-MAX.")] = "0-0.1",
-    rate: Annotated[float, typer.Option("--rate", min=0, help="Items/s over all producers (0: no cap).")] = 0.0,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Coroutines per consumer [default: 4; quick 10].")
+    ] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", min=1, help="Items [default: 450; quick 300].")] = None,
+    work: Annotated[
+        str | None, typer.Option("--work", help="Seconds of work per item, MIN-MAX [default: 0.1-0.5; quick 0-0.1].")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0, help="Items/s in all, 0: no cap [default: 30; quick 0].")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The short run: no kill, no failures.")] = False,
     queue: Queue = "asyncq-demo",
     verbose: opt.Verbose = False,
 ) -> None:
-    """Run P producer and C consumer processes through one Redis and report what they did.
+    """Run P producer and C consumer processes through one Redis and tell what happens: the work shared, a
+    consumer killed and its items recovered, a retry, a dead letter, join() returning in the producers.
 
     Uses REDIS_URL when set; otherwise starts a private redis-server on a free loopback port.
     """
-    config = DemoConfig(producers, consumers, concurrency, count, work, rate, queue, verbose)
+    given = {"concurrency": concurrency, "count": count, "work": work, "rate": rate}
+    config = DemoConfig.preset(
+        quick=quick, producers=producers, consumers=consumers, queue=queue, verbose=verbose, **given
+    )
     console = Console()
     url = os.environ.get("REDIS_URL")
 

@@ -1,4 +1,8 @@
-"""``asyncq demo``: the seed's program as separate OS processes: P producers and C consumers through one Redis.
+"""``asyncq demo``: producers and consumers as separate OS processes through one Redis, and what asyncq
+promises, shown as it happens (about 20 s): the consumers share the work; one of them is SIGKILLed mid-run
+and its items come back within seconds; an item that fails once is retried; a poison item ends in the dead
+letters; ``join()`` returns in each producer process once everything is done. ``--quick`` is the short run:
+no kill, no failures.
 
 With no ``REDIS_URL`` it starts a private ``redis-server`` on a free loopback port and stops it afterwards.
 """
@@ -12,29 +16,45 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from shared import demo_story, demo_work, snapshot
 from shared.connection import connect, redact
 from shared.embedded import EmbeddedRedis
+from shared.keys import Keys
+from shared.layout import Column, fit
+from shared.render import millis
+
+FAIL_ONCE, POISON = 3, 4  # early items: done with long before the kill, so their story stays simple
+MAX_DELIVERIES = 3
+STARTUP = 30.0  # seconds for the consumers to come up
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     producers: int = 2
     consumers: int = 3
-    concurrency: int = 10
-    count: int = 200
-    work: str = "0-0.1"
-    rate: float = 0.0
+    concurrency: int = 4
+    count: int = 450
+    work: str = "0.1-0.5"
+    rate: float = 30.0
     queue: str = "asyncq-demo"
     verbose: bool = False
+    quick: bool = False
+
+    @classmethod
+    def preset(cls, *, quick: bool = False, **given: Any) -> DemoConfig:
+        """The story's settings (or the quick run's), with the options given (not None) applied."""
+        base = cls(concurrency=10, count=300, work="0-0.1", rate=0.0, quick=True) if quick else cls()
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 @contextlib.asynccontextmanager
@@ -51,96 +71,170 @@ async def redis_for_demo(url: str | None) -> AsyncIterator[str]:
         server.cleanup()
 
 
-async def _spawn(module: str, args: list[str], url: str, verbose: bool) -> asyncio.subprocess.Process:
-    env = {**os.environ, "REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
+@dataclass
+class Child:
+    role: str
+    number: int
+    proc: asyncio.subprocess.Process
+    output: asyncio.Task[tuple[bytes, bytes]] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    consumer_id: str = ""
+
+
+async def _spawn(args: list[str], url: str, config: DemoConfig) -> asyncio.subprocess.Process:
+    env = {**os.environ, "REDIS_URL": url, "ASYNCQ_QUEUE": config.queue, "PYTHONUNBUFFERED": "1"}
+    quiet = asyncio.subprocess.PIPE if not config.verbose else None
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        *(["-v"] if verbose else []),
-        env=env,
-        stdout=None if verbose else asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
+        sys.executable, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=quiet, stdin=asyncio.subprocess.DEVNULL
     )
 
 
-def _split(count: int, parts: int) -> list[int]:
-    base, extra = divmod(count, parts)
-    return [base + (1 if n < extra else 0) for n in range(parts)]
+Monitor = Callable[[str, str, asyncio.Event, Console], Coroutine[Any, Any, None]]
 
 
-Monitor = Callable[[str, str, asyncio.Event], Coroutine[Any, Any, None]]
+async def _reset(client: aioredis.Redis, queue: str) -> None:
+    keys = Keys(queue)
+    stale = [k async for k in client.scan_iter(match=keys.prefix + "*", count=1000)]
+    await client.delete(*stale, demo_work.processed_key(queue), demo_work.failures_key(queue))
+
+
+async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[Child]) -> bool:
+    """Wait until every consumer's heartbeat is in Redis; note each one's id."""
+    async with asyncio.timeout(STARTUP):
+        while True:
+            by_pid = {c.pid: c.id for c in (await snapshot.take(client, config.queue)).consumers}
+            if all(c.proc.pid in by_pid for c in consumers):
+                for c in consumers:
+                    c.consumer_id = by_pid[c.proc.pid]
+                return True
+            if any(c.proc.returncode is not None for c in consumers):
+                return False
+            await asyncio.sleep(0.1)  # startup only: heartbeats have no notification
+
+
+async def _read_events(child: Child, say: demo_story.Narrator) -> bytes:
+    """A producer's JSON lines, told as they come; returns its stderr."""
+    assert child.proc.stdout is not None
+    async for line in child.proc.stdout:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            child.events.append(event)
+            pid = child.proc.pid
+            if event["event"] == "put":
+                say.say(f"producer {child.number} (pid {pid}) put its {event['items']} items, waits in join()")
+            elif event["event"] == "joined":
+                say.say(f"join() returned in producer {child.number} (pid {pid}): every item is done")
+    err = await child.proc.stderr.read() if child.proc.stderr else b""
+    await child.proc.wait()
+    return err
 
 
 async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Monitor | None = None) -> int:
-    """Run the processes, show progress, print the final table. Returns the exit code."""
-    console.print(f"[bold]asyncq demo[/]: Redis at {redact(url)}, queue {config.queue!r}")
-    check = connect(url)
+    """Run the processes, tell the story, print the final table and figures. Returns the exit code."""
+    console.print(Text.assemble(("asyncq demo", "bold"), f": Redis at {redact(url)}, queue {config.queue!r}"))
+    client = connect(url, name="asyncq-demo")
     try:
-        await check.delete(*[f"asyncq:{{{config.queue}}}:{k}" for k in ("unfinished", "totals")])
+        return await _run(config, url, console, monitor, client)
     finally:
-        await check.aclose()
+        await client.aclose()
+
+
+async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor | None, client: aioredis.Redis) -> int:
+    await _reset(client, config.queue)
+    say = demo_story.Narrator(console)
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
         summaries = [Path(tmp) / f"consumer-{n}.json" for n in range(config.consumers)]
         consumers = [
-            await _spawn(
-                "consumer",
-                [
-                    "--queue",
-                    config.queue,
-                    "--concurrency",
-                    str(config.concurrency),
-                    "--work",
-                    config.work,
-                    "--summary-file",
-                    str(path),
-                    # livelier figures on the dashboard (a consumer silent for 3 s is presumed dead)
-                    "--heartbeat",
-                    "1",
-                ],
-                url,
-                config.verbose,
-            )
-            for path in summaries
+            Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config))
+            for n, path in enumerate(summaries)
         ]
-        start = time.perf_counter()
+        for c in consumers:
+            c.output = asyncio.create_task(c.proc.communicate())
+        if not await _consumers_up(client, config, consumers):
+            return await _failed(console, consumers, "a consumer exited before it started")
+        pids = ", ".join(str(c.proc.pid) for c in consumers)
+        say.say(f"{config.consumers} consumers up (pids {pids}), heartbeat every 1 s")
+        plot = demo_story.Plot(
+            config.queue,
+            config.count,
+            0 if config.quick else FAIL_ONCE,
+            0 if config.quick else POISON,
+            not config.quick,
+            MAX_DELIVERIES,
+        )
+        if not config.quick and len(consumers) > 1:
+            victim = consumers[len(consumers) // 2]
+            plot.victim = demo_story.Victim(victim.consumer_id, victim.number, victim.proc.pid or 0)
+        if not config.quick:
+            say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
+            say.say("plan: a consumer is SIGKILLed once a third of the items are done")
         producers = [
-            await _spawn(
-                "producer",
-                [
-                    "--queue",
-                    config.queue,
-                    "--count",
-                    str(share),
-                    "--producers",
-                    "1",
-                    "--wait",
-                    "--rate",
-                    str(config.rate / config.producers if config.rate else 0),
-                ],
-                url,
-                config.verbose,
-            )
-            for share in _split(config.count, config.producers)
+            Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config))
+            for n in range(config.producers)
         ]
+        rate = f" at {config.rate:g} items/s" if config.rate else ""
+        pids = ", ".join(str(p.proc.pid) for p in producers)
+        say.say(f"{config.producers} producers (pids {pids}) put {config.count} numbered items{rate}")
         finished = asyncio.Event()
-        watcher = asyncio.create_task(monitor(url, config.queue, finished)) if monitor else None
-        outputs = await asyncio.gather(*(p.communicate() for p in producers))
-        elapsed = time.perf_counter() - start
+        watcher = asyncio.create_task(monitor(url, config.queue, finished, console)) if monitor else None
+        story = asyncio.create_task(demo_story.follow(client, plot, say, finished))
+        errors = await asyncio.gather(*(_read_events(p, say) for p in producers))
+        elapsed = say.elapsed()
         finished.set()
+        await story
         if watcher is not None:
             await watcher
-        for proc in consumers:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        consumer_outputs = await asyncio.gather(*(p.communicate() for p in consumers))
-        for out, _ in [*outputs, *consumer_outputs]:
-            if out:
-                console.print(out.decode().rstrip(), markup=False, highlight=False)
-        failed = [p.returncode for p in [*producers, *consumers] if p.returncode != 0]
-        console.print(_table(config, [_load(p) for p in summaries], elapsed))
-        return 1 if failed else 0
+        for c in consumers:
+            if c.proc.returncode is None:
+                c.proc.send_signal(signal.SIGTERM)
+        outputs = [await c.output for c in consumers if c.output is not None]
+        put = [e["items"] for p in producers for e in p.events if e["event"] == "put"]
+        numbers = range(1, config.count + 1) if sum(put) == config.count else range(0)
+        figures = await demo_story.figures(client, config.queue, numbers)
+        console.print(_table(config, consumers, [_load(p) for p in summaries], plot.victim, console.width))
+        _closing(console, config, figures, elapsed, producers, plot.victim)
+        victim_pid = plot.victim.pid if plot.victim and plot.victim.killed_at is not None else None
+        broken = [
+            (c, err)
+            for c, (_, err) in zip([*consumers, *producers], [*outputs, *((b"", e) for e in errors)], strict=True)
+            if c.proc.returncode != 0 and c.proc.pid != victim_pid
+        ]
+        for child, err in broken:
+            _show_log(console, child, err)
+        return 1 if broken or figures.lost or figures.items != config.count else 0
+
+
+def _consumer_args(config: DemoConfig, summary: Path) -> list[str]:
+    args = ["-m", "consumer", "--queue", config.queue, "--concurrency", str(config.concurrency)]
+    args += ["--summary-file", str(summary), "--heartbeat", "1", "--grace", "5"]  # 1 s: a killed one is seen in 3
+    if config.quick:
+        return [*args, "--work", config.work]
+    args += ["--handler", "shared.demo_work:handle", "--max-deliveries", str(MAX_DELIVERIES)]
+    return [*args, "--retry-base", "0.2"]
+
+
+def _producer_args(config: DemoConfig, n: int) -> list[str]:
+    args = ["-m", "shared.demo_work", "--producer", str(n), "--producers", str(config.producers)]
+    args += ["--count", str(config.count), "--queue", config.queue, "--work", config.work]
+    args += ["--rate", str(config.rate / config.producers)]
+    if not config.quick:
+        args += ["--fail-once", str(FAIL_ONCE), "--poison", str(POISON)]
+    return args
+
+
+async def _failed(console: Console, children: list[Child], why: str) -> int:
+    console.print(Text(f"demo failed: {why}"))
+    for c in children:
+        if c.proc.returncode is None:
+            c.proc.kill()
+        _, err = await c.output if c.output is not None else (b"", b"")
+        _show_log(console, c, err)
+    return 1
+
+
+def _show_log(console: Console, child: Child, err: bytes) -> None:
+    console.print(Text(f"{child.role} {child.number} (pid {child.proc.pid}) exited {child.proc.returncode}:"))
+    console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -151,23 +245,68 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _table(config: DemoConfig, summaries: list[dict[str, Any]], elapsed: float) -> Table:
-    table = Table(
-        title=f"{config.count} items, {config.producers} producer and {config.consumers} consumer "
-        f"processes, {elapsed:.2f} s end to end ({config.count / elapsed:,.0f} items/s)"
-    )
-    for column in ("consumer", "items", "items/s", "latency p50 (ms)", "latency p99 (ms)"):
-        table.add_column(column, justify="left" if column == "consumer" else "right")
-    for summary in summaries:
+COLUMNS = (
+    Column("consumer", 0, "left"),
+    Column("pid", 1),
+    Column("items", 0),
+    Column("failed", 3),
+    Column("items/s", 4),
+    Column("p50", 5),
+    Column("p99", 6),
+    Column("end", 2, "left"),
+)
+
+
+def _table(
+    config: DemoConfig,
+    consumers: list[Child],
+    summaries: list[dict[str, Any]],
+    victim: demo_story.Victim | None,
+    width: int,
+) -> Table:
+    rows = []
+    for child, summary in zip(consumers, summaries, strict=True):
+        if victim is not None and child.proc.pid == victim.pid and victim.killed_at is not None:
+            # Its last heartbeat's count: what it finished, at least, before it was killed.
+            at_least = f"≥{victim.processed:,}"
+            rows.append([str(child.number), str(child.proc.pid), at_least, "-", "-", "-", "-", "SIGKILL"])
+            continue
         latency = summary.get("latency_ms", {})
-        table.add_row(
-            str(summary.get("consumer", "?")),
-            str(summary.get("processed", "?")),
-            f"{summary.get('items_per_second', 0):,.0f}",
-            f"{latency.get('p50', 0):.2f}",
-            f"{latency.get('p99', 0):.2f}",
+        done = int(summary.get("processed", 0))
+        rows.append(
+            [
+                str(child.number),
+                str(child.proc.pid),
+                f"{done:,}",
+                f"{summary.get('failed', 0):,}",
+                f"{summary.get('items_per_second', 0):,.0f}",
+                millis(latency.get("p50", 0) / 1000) if done else "-",
+                millis(latency.get("p99", 0) / 1000) if done else "-",
+                f"exit {child.proc.returncode}",
+            ]
         )
-    total = sum(int(s.get("processed", 0)) for s in summaries)
-    table.add_section()
-    table.add_row("all", str(total), f"{total / elapsed:,.0f}", "", "")
-    return table
+    return fit(COLUMNS, rows, width, title="consumers (latency: enqueue to start)")
+
+
+def _closing(
+    console: Console,
+    config: DemoConfig,
+    figures: demo_story.Figures,
+    elapsed: float,
+    producers: list[Child],
+    victim: demo_story.Victim | None,
+) -> None:
+    joined = sum(1 for p in producers for e in p.events if e["event"] == "joined")
+    killed = " (1 killed)" if victim is not None and victim.killed_at is not None else ""
+    lines = [
+        f"{config.count} items, {config.producers} producers, {config.consumers} consumers{killed}: "
+        f"{elapsed:.1f} s end to end",
+        f"join() returned in {joined} of {config.producers} producer processes",
+        figures.line(),
+    ]
+    if victim is not None and victim.back_after is not None:
+        lines.append(f"the killed consumer's {victim.recovered} items came back after {victim.back_after:.1f} s")
+    if figures.twice:
+        lines.append(f"processed twice: {figures.twice} (their consumer was killed before the ack: at least once)")
+    for line in lines:
+        console.print(Text(line))
