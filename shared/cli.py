@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import UTC, datetime
 from typing import Annotated
 
 import redis.asyncio as aioredis
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from shared import deadletters, snapshot
 from shared import options as opt
 from shared.connection import RedisUnavailable, TLSOptions, check_reachable, connect, redact
 from shared.demo import DemoConfig, redis_for_demo, run_demo
 from shared.envelope import DeadLetter
+from shared.layout import dead_letters_view
 from shared.logs import LogFormat, configure
 from shared.runner import fail, queue_name, run
 
@@ -159,7 +158,7 @@ def dead_list(
     limit: Annotated[int, typer.Option("--limit", min=0, help="Newest N only (0: all).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,
 ) -> None:
-    """List dead letters, newest first: id, time, reason, and the start of the item."""
+    """List dead letters, newest first: id, time, reason and the item's payload."""
 
     async def go() -> list[DeadLetter | bytes]:
         client = await _client(redis_url)
@@ -177,16 +176,7 @@ def dead_list(
                 record = {"unreadable": letter.decode("utf-8", "replace")}
             typer.echo(json.dumps(record))
         return
-    table = Table(title=f"dead letters of {queue} ({len(letters)} shown)")
-    for column in ("id", "failed at (UTC)", "reason", "item"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        if isinstance(letter, DeadLetter):
-            when = datetime.fromtimestamp(letter.failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(letter.id, when, letter.reason, letter.envelope[:80])
-        else:
-            table.add_row("?", "", "unreadable record", letter[:80].decode("utf-8", "replace"))
-    Console().print(table)
+    Console().print(dead_letters_view(queue, letters))
 
 
 @dead_app.command("requeue")

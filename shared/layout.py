@@ -7,14 +7,20 @@ columns that do not fit are left out (in reverse order of importance); the heade
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from shared.envelope import BadEnvelope, DeadLetter, decode
+
 ELLIPSIS = "…"
+PAYLOAD_CHARS = 300  # of a dead letter's payload in a table: enough to recognise it, no screenful
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,37 @@ def fit(
         table.add_section()
         table.add_row(*(Text(footer[i]) for i in shown))
     return table
+
+
+def payload_text(letter: DeadLetter, limit: int = PAYLOAD_CHARS) -> str:
+    """A dead letter's payload as compact JSON (decoded from its envelope), abbreviated past ``limit``.
+
+    A record whose envelope is not one of asyncq's (garbage found in the queue) shows that text instead.
+    """
+    try:
+        text = json.dumps(decode(letter.envelope.encode(), max_bytes=len(letter.raw) * 4).payload, ensure_ascii=False)
+    except (BadEnvelope, ValueError):
+        text = letter.envelope
+    return abbreviate(text, limit)
+
+
+def dead_letters_view(queue: str, letters: Sequence[DeadLetter | bytes]) -> Group:
+    """``asyncq dead-letters list``: a block per dead letter, its id whole on the first line, then the reason
+    and the payload, wrapped under their labels: readable at any width, on a terminal or piped."""
+    parts: list[RenderableType] = [Text(f"dead letters of {queue} ({len(letters)} shown)", style="bold")]
+    for letter in letters:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        if isinstance(letter, DeadLetter):
+            when = datetime.fromtimestamp(letter.failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            head = Text.assemble((letter.id, "bold"), f"  {when}")
+            grid.add_row("  reason", letter.reason)
+            grid.add_row("  payload", payload_text(letter))
+            if letter.consumer:
+                grid.add_row("  consumer", letter.consumer)
+        else:
+            head = Text("? (a record that is not one of asyncq's)", style="bold")
+            grid.add_row("  raw", abbreviate(letter.decode("utf-8", "replace"), PAYLOAD_CHARS))
+        parts += ["", head, grid]
+    return Group(*parts)
