@@ -81,11 +81,18 @@ class Child:
     consumer_id: str = ""
 
 
-async def _spawn(args: list[str], url: str, config: DemoConfig) -> asyncio.subprocess.Process:
+async def _spawn(args: list[str], url: str, config: DemoConfig, *, events: bool) -> asyncio.subprocess.Process:
+    """A child process; its logs are kept (shown if it fails) unless ``config.verbose``, which shows them all.
+    A producer's stdout (``events``) carries its JSON lines for the story."""
     env = {**os.environ, "REDIS_URL": url, "ASYNCQ_QUEUE": config.queue, "PYTHONUNBUFFERED": "1"}
-    quiet = asyncio.subprocess.PIPE if not config.verbose else None
+    kept = None if config.verbose else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
-        sys.executable, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=quiet, stdin=asyncio.subprocess.DEVNULL
+        sys.executable,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE if events else kept,
+        stderr=kept,
+        stdin=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -145,7 +152,7 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
         summaries = [Path(tmp) / f"consumer-{n}.json" for n in range(config.consumers)]
         consumers = [
-            Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config))
+            Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
             for n, path in enumerate(summaries)
         ]
         for c in consumers:
@@ -169,7 +176,7 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
             say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
             say.say("plan: a consumer is SIGKILLed once a third of the items are done")
         producers = [
-            Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config))
+            Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
             for n in range(config.producers)
         ]
         rate = f" at {config.rate:g} items/s" if config.rate else ""
@@ -207,8 +214,9 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
 def _consumer_args(config: DemoConfig, summary: Path) -> list[str]:
     args = ["-m", "consumer", "--queue", config.queue, "--concurrency", str(config.concurrency)]
     args += ["--summary-file", str(summary), "--heartbeat", "1", "--grace", "5"]  # 1 s: a killed one is seen in 3
-    if config.quick:
-        return [*args, "--work", config.work]
+    if config.verbose:
+        args.append("-v")
+    # The handler sleeps as each item says (its --work) and records it as processed: how "lost" is computed.
     args += ["--handler", "shared.demo_work:handle", "--max-deliveries", str(MAX_DELIVERIES)]
     return [*args, "--retry-base", "0.2"]
 
@@ -232,9 +240,10 @@ async def _failed(console: Console, children: list[Child], why: str) -> int:
     return 1
 
 
-def _show_log(console: Console, child: Child, err: bytes) -> None:
+def _show_log(console: Console, child: Child, err: bytes | None) -> None:
     console.print(Text(f"{child.role} {child.number} (pid {child.proc.pid}) exited {child.proc.returncode}:"))
-    console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)
+    if err:  # None with --verbose: the log is already on screen
+        console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -302,11 +311,11 @@ def _closing(
         f"{config.count} items, {config.producers} producers, {config.consumers} consumers{killed}: "
         f"{elapsed:.1f} s end to end",
         f"join() returned in {joined} of {config.producers} producer processes",
-        figures.line(),
+        *figures.lines(),
     ]
     if victim is not None and victim.back_after is not None:
         lines.append(f"the killed consumer's {victim.recovered} items came back after {victim.back_after:.1f} s")
     if figures.twice:
-        lines.append(f"processed twice: {figures.twice} (their consumer was killed before the ack: at least once)")
+        lines.append(f"processed twice: {figures.twice} (killed before their ack: at least once, never lost)")
     for line in lines:
         console.print(Text(line))

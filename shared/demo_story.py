@@ -95,9 +95,11 @@ async def follow(client: aioredis.Redis, plot: Plot, say: Narrator, finished: as
         pipe.llen(keys.dead)
         pipe.hget(demo_work.processed_key(plot.queue), str(plot.fail_once))
         victim = plot.victim
-        pipe.llen(keys.processing(victim.consumer_id) if victim else keys.queue)
-        pipe.get(keys.heartbeat(victim.consumer_id) if victim else keys.queue)
-        raw_totals, raw_failures, dead, once_done, held, beat = await pipe.execute()
+        if victim is not None:
+            pipe.llen(keys.processing(victim.consumer_id))
+            pipe.get(keys.heartbeat(victim.consumer_id))
+        raw_totals, raw_failures, dead, once_done, *held_beat = await pipe.execute()
+        held, beat = held_beat if held_beat else (0, None)
         totals = _counts(raw_totals)
         for raw_n, raw_k in sorted(raw_failures.items()):
             n, k = raw_n.decode(), int(raw_k)
@@ -158,11 +160,11 @@ class Figures:
     dead: int
     lost: int
 
-    def line(self) -> str:
-        return (
-            f"items {self.items} · processed {self.processed} · recovered {self.recovered} · "
-            f"retried {self.retried} · dead {self.dead} · lost {self.lost}"
-        )
+    def lines(self) -> list[str]:
+        return [
+            f"items {self.items} · processed {self.processed} · dead {self.dead} · lost {self.lost}",
+            f"recovered {self.recovered} · retried {self.retried}",
+        ]
 
 
 async def figures(client: aioredis.Redis, queue: str, put: Sequence[int]) -> Figures:

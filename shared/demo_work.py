@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 import typer
 
-from shared.connection import connect
 from shared.keys import check_name
 from shared.queue import RedisQueue
 from shared.ratelimit import RateLimiter
@@ -52,7 +51,10 @@ _client: aioredis.Redis | None = None
 def _redis() -> aioredis.Redis:
     global _client
     if _client is None:
-        _client = connect(os.environ["REDIS_URL"], max_connections=4, name="asyncq-demo-handler")
+        # A blocking pool: the consumer's C coroutines share a few connections, waiting for one when all are
+        # busy (the default pool would raise "Too many connections" and fail the item).
+        pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=8, timeout=10)
+        _client = aioredis.Redis(connection_pool=pool, client_name="asyncq-demo-handler")
     return _client
 
 
