@@ -66,7 +66,7 @@ async def handle(item: Any) -> None:
     fail = item.get("fail")
     if fail == ALWAYS or (fail == ONCE and int(await _redis().hget(failures_key(queue), n) or 0) == 0):
         await _redis().hincrby(failures_key(queue), n, 1)
-        raise DemoFailure(f"item {n} is poison" if fail == ALWAYS else f"item {n} fails once")
+        raise DemoFailure("poison item" if fail == ALWAYS else "fails once, on purpose")
     await _redis().hincrby(processed_key(queue), n, 1)
 
 
