@@ -17,21 +17,18 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from shared import demo_story, demo_work, snapshot
+from shared import demo_report, demo_story, demo_work, snapshot
 from shared.connection import connect, redact
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
-from shared.layout import Column, fit
-from shared.render import millis
 
 FAIL_ONCE, POISON = 3, 4  # early items: done with long before the kill, so their story stays simple
 MAX_DELIVERIES = 3
@@ -71,16 +68,6 @@ async def redis_for_demo(url: str | None) -> AsyncIterator[str]:
         server.cleanup()
 
 
-@dataclass
-class Child:
-    role: str
-    number: int
-    proc: asyncio.subprocess.Process
-    output: asyncio.Task[tuple[bytes, bytes]] | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    consumer_id: str = ""
-
-
 async def _spawn(args: list[str], url: str, config: DemoConfig, *, events: bool) -> asyncio.subprocess.Process:
     """A child process; its logs are kept (shown if it fails) unless ``config.verbose``, which shows them all.
     A producer's stdout (``events``) carries its JSON lines for the story."""
@@ -105,7 +92,7 @@ async def _reset(client: aioredis.Redis, queue: str) -> None:
     await client.delete(*stale, demo_work.processed_key(queue), demo_work.failures_key(queue))
 
 
-async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[Child]) -> bool:
+async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[demo_story.Child]) -> bool:
     """Wait until every consumer's heartbeat is in Redis; note each one's id."""
     async with asyncio.timeout(STARTUP):
         while True:
@@ -119,7 +106,7 @@ async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: l
             await asyncio.sleep(0.1)  # startup only: heartbeats have no notification
 
 
-async def _read_events(child: Child, say: demo_story.Narrator) -> bytes:
+async def _read_events(child: demo_story.Child, say: demo_story.Narrator) -> bytes:
     """A producer's JSON lines, told as they come; returns its stderr."""
     assert child.proc.stdout is not None
     async for line in child.proc.stdout:
@@ -138,6 +125,11 @@ async def _read_events(child: Child, say: demo_story.Narrator) -> bytes:
 
 async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Monitor | None = None) -> int:
     """Run the processes, tell the story, print the final table and figures. Returns the exit code."""
+    try:
+        demo_work.parse_work(config.work)
+    except ValueError as exc:
+        Console(stderr=True).print(Text(f"error: --work: {exc}"))
+        return 2
     console.print(Text.assemble(("asyncq demo", "bold"), f": Redis at {redact(url)}, queue {config.queue!r}"))
     client = connect(url, name="asyncq-demo")
     try:
@@ -152,7 +144,7 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
         summaries = [Path(tmp) / f"consumer-{n}.json" for n in range(config.consumers)]
         consumers = [
-            Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
+            demo_story.Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
             for n, path in enumerate(summaries)
         ]
         for c in consumers:
@@ -176,7 +168,7 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
             say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
             say.say("plan: a consumer is SIGKILLed once a third of the items are done")
         producers = [
-            Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
+            demo_story.Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
             for n in range(config.producers)
         ]
         rate = f" at {config.rate:g} items/s" if config.rate else ""
@@ -197,9 +189,11 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
         outputs = [await c.output for c in consumers if c.output is not None]
         put = [e["items"] for p in producers for e in p.events if e["event"] == "put"]
         numbers = range(1, config.count + 1) if sum(put) == config.count else range(0)
-        figures = await demo_story.figures(client, config.queue, numbers)
-        console.print(_table(config, consumers, [_load(p) for p in summaries], plot.victim, console.width))
-        _closing(console, config, figures, elapsed, producers, plot.victim)
+        figures = await demo_report.figures(client, config.queue, numbers)
+        console.print(
+            demo_report.table(config, consumers, [demo_report.load(p) for p in summaries], plot.victim, console.width)
+        )
+        demo_report.closing(console, config, figures, elapsed, producers, plot.victim)
         victim_pid = plot.victim.pid if plot.victim and plot.victim.killed_at is not None else None
         broken = [
             (c, err)
@@ -230,7 +224,7 @@ def _producer_args(config: DemoConfig, n: int) -> list[str]:
     return args
 
 
-async def _failed(console: Console, children: list[Child], why: str) -> int:
+async def _failed(console: Console, children: list[demo_story.Child], why: str) -> int:
     console.print(Text(f"demo failed: {why}"))
     for c in children:
         if c.proc.returncode is None:
@@ -240,82 +234,7 @@ async def _failed(console: Console, children: list[Child], why: str) -> int:
     return 1
 
 
-def _show_log(console: Console, child: Child, err: bytes | None) -> None:
+def _show_log(console: Console, child: demo_story.Child, err: bytes | None) -> None:
     console.print(Text(f"{child.role} {child.number} (pid {child.proc.pid}) exited {child.proc.returncode}:"))
     if err:  # None with --verbose: the log is already on screen
         console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, ValueError):
-        return {}
-
-
-COLUMNS = (
-    Column("consumer", 0, "left"),
-    Column("pid", 1),
-    Column("items", 0),
-    Column("failed", 3),
-    Column("items/s", 4),
-    Column("p50", 5),
-    Column("p99", 6),
-    Column("end", 2, "left"),
-)
-
-
-def _table(
-    config: DemoConfig,
-    consumers: list[Child],
-    summaries: list[dict[str, Any]],
-    victim: demo_story.Victim | None,
-    width: int,
-) -> Table:
-    rows = []
-    for child, summary in zip(consumers, summaries, strict=True):
-        if victim is not None and child.proc.pid == victim.pid and victim.killed_at is not None:
-            # Its last heartbeat's count: what it finished, at least, before it was killed.
-            at_least = f"≥{victim.processed:,}"
-            rows.append([str(child.number), str(child.proc.pid), at_least, "-", "-", "-", "-", "SIGKILL"])
-            continue
-        latency = summary.get("latency_ms", {})
-        done = int(summary.get("processed", 0))
-        rows.append(
-            [
-                str(child.number),
-                str(child.proc.pid),
-                f"{done:,}",
-                f"{summary.get('failed', 0):,}",
-                f"{summary.get('items_per_second', 0):,.0f}",
-                millis(latency.get("p50", 0) / 1000) if done else "-",
-                millis(latency.get("p99", 0) / 1000) if done else "-",
-                f"exit {child.proc.returncode}",
-            ]
-        )
-    return fit(COLUMNS, rows, width, title="consumers (latency: enqueue to start)")
-
-
-def _closing(
-    console: Console,
-    config: DemoConfig,
-    figures: demo_story.Figures,
-    elapsed: float,
-    producers: list[Child],
-    victim: demo_story.Victim | None,
-) -> None:
-    joined = sum(1 for p in producers for e in p.events if e["event"] == "joined")
-    killed = " (1 killed)" if victim is not None and victim.killed_at is not None else ""
-    lines = [
-        f"{config.count} items, {config.producers} producers, {config.consumers} consumers{killed}: "
-        f"{elapsed:.1f} s end to end",
-        f"join() returned in {joined} of {config.producers} producer processes",
-        *figures.lines(),
-    ]
-    if victim is not None and victim.back_after is not None:
-        lines.append(f"the killed consumer's {victim.recovered} items came back after {victim.back_after:.1f} s")
-    if figures.twice:
-        lines.append(f"processed twice: {figures.twice} (killed before their ack: at least once, never lost)")
-    for line in lines:
-        console.print(Text(line))

@@ -1,9 +1,8 @@
-"""What ``asyncq demo`` tells as it happens, and its closing figures, all read back from Redis.
+"""What ``asyncq demo`` tells as it happens, read back from Redis (its closing figures: ``demo_report``).
 
 The narrator watches the queue's counters, the demo handler's records and the dead letters; it SIGKILLs one
 consumer once a third of the items are processed (and it holds some), then reports when that consumer's
-processing list is empty again: its items were recovered by the others. The closing figures are computed,
-not assumed: "lost" counts the items put that are neither recorded as processed nor in the dead letters.
+processing list is empty again: its items were recovered by the others.
 """
 
 from __future__ import annotations
@@ -15,8 +14,9 @@ import os
 import signal
 import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from rich.console import Console
@@ -42,10 +42,22 @@ class Narrator:
     def say(self, text: str) -> None:
         # Wrapped by hand with a hanging indent, so the times stay a column of their own at any width.
         lines = textwrap.wrap(
-            f"{self.elapsed():5.1f} s  {text}", width=max(40, self.console.width), subsequent_indent=" " * 9
+            f"{self.elapsed():5.1f} s  {text}", width=max(20, self.console.width), subsequent_indent=" " * 9
         )
         for line in lines:
             self.console.print(Text(line), soft_wrap=True)
+
+
+@dataclass
+class Child:
+    """A producer or consumer process of the demo; a producer's JSON events as they came."""
+
+    role: str
+    number: int
+    proc: asyncio.subprocess.Process
+    output: asyncio.Task[tuple[bytes, bytes]] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    consumer_id: str = ""
 
 
 @dataclass
@@ -100,7 +112,7 @@ async def follow(client: aioredis.Redis, plot: Plot, say: Narrator, finished: as
             pipe.get(keys.heartbeat(victim.consumer_id))
         raw_totals, raw_failures, dead, once_done, *held_beat = await pipe.execute()
         held, beat = held_beat if held_beat else (0, None)
-        totals = _counts(raw_totals)
+        totals = counts(raw_totals)
         for raw_n, raw_k in sorted(raw_failures.items()):
             n, k = raw_n.decode(), int(raw_k)
             for delivery in range(plot.failures.get(n, 0) + 1, k + 1):
@@ -150,48 +162,6 @@ def item_number(letter: DeadLetter) -> str | None:
     return str(payload["n"]) if isinstance(payload, dict) and "n" in payload else None
 
 
-@dataclass(frozen=True)
-class Figures:
-    items: int
-    processed: int
-    twice: int
-    recovered: int
-    retried: int
-    dead: int
-    lost: int
-
-    def lines(self) -> list[str]:
-        return [
-            f"items {self.items} · processed {self.processed} · dead {self.dead} · lost {self.lost}",
-            f"recovered {self.recovered} · retried {self.retried}",
-        ]
-
-
-async def figures(client: aioredis.Redis, queue: str, put: Sequence[int]) -> Figures:
-    """The closing figures: what Redis and the handler's records say about the items ``put``."""
-    keys = Keys(queue)
-    totals = _counts(await client.hgetall(keys.totals))
-    times = _counts(await client.hgetall(demo_work.processed_key(queue)))
-    dead = {n for raw in await client.lrange(keys.dead, 0, -1) if (n := _dead_number(raw)) is not None}
-    wanted = {str(n) for n in put}
-    lost = wanted - set(times) - dead
-    return Figures(
-        items=len(wanted),
-        processed=len(wanted & set(times)),
-        twice=sum(1 for n, k in times.items() if n in wanted and k > 1),
-        recovered=totals.get("recovered", 0),
-        retried=totals.get("retried", 0),
-        dead=len(dead & wanted),
-        lost=len(lost),
-    )
-
-
-def _dead_number(raw: bytes | str) -> str | None:
-    try:
-        return item_number(DeadLetter.parse(raw if isinstance(raw, bytes) else raw.encode()))
-    except BadEnvelope:
-        return None
-
-
-def _counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+def counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+    """A hash of counters as {name: value}."""
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}

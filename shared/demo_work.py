@@ -78,6 +78,18 @@ def items(producer: int, producers: int, count: int, work: tuple[float, float], 
     ]
 
 
+def parse_work(text: str) -> tuple[float, float]:
+    """``"0.5"`` or ``"0.1-0.5"`` as (low, high) seconds; ``ValueError`` otherwise."""
+    low, sep, high = text.partition("-")
+    try:
+        span = (float(low), float(high) if sep else float(low))
+    except ValueError:
+        raise ValueError(f"expected SECONDS or MIN-MAX, got {text!r}") from None
+    if not 0 <= span[0] <= span[1]:
+        raise ValueError(f"expected 0 <= MIN <= MAX, got {text!r}")
+    return span
+
+
 app = typer.Typer(add_completion=False)
 
 
@@ -98,8 +110,7 @@ def produce(
     poison: Annotated[int, typer.Option(help="The number of the item that always fails (0: none).")] = 0,
 ) -> None:
     """Put this producer's items, then wait in join() until every item of every producer is done."""
-    low, _, high = work.partition("-")
-    span = (float(low), float(high or low))
+    span = parse_work(work)
     special = {n: kind for n, kind in ((fail_once, ONCE), (poison, ALWAYS)) if n}
     mine = items(producer, producers, count, span, special)
 
