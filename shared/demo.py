@@ -27,6 +27,7 @@ from rich.text import Text
 
 from shared import demo_report, demo_story, demo_work, snapshot
 from shared.connection import connect, redact
+from shared.demo_report import plural
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
 
@@ -94,16 +95,17 @@ async def _reset(client: aioredis.Redis, queue: str) -> None:
 
 async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[demo_story.Child]) -> bool:
     """Wait until every consumer's heartbeat is in Redis; note each one's id."""
-    async with asyncio.timeout(STARTUP):
-        while True:
-            by_pid = {c.pid: c.id for c in (await snapshot.take(client, config.queue)).consumers}
-            if all(c.proc.pid in by_pid for c in consumers):
-                for c in consumers:
-                    c.consumer_id = by_pid[c.proc.pid]
-                return True
-            if any(c.proc.returncode is not None for c in consumers):
-                return False
-            await asyncio.sleep(0.1)  # startup only: heartbeats have no notification
+    deadline = asyncio.get_running_loop().time() + STARTUP
+    while asyncio.get_running_loop().time() < deadline:
+        by_pid = {c.pid: c.id for c in (await snapshot.take(client, config.queue)).consumers}
+        if all(c.proc.pid in by_pid for c in consumers):
+            for c in consumers:
+                c.consumer_id = by_pid[c.proc.pid]
+            return True
+        if any(c.proc.returncode is not None for c in consumers):
+            return False
+        await asyncio.sleep(0.1)  # startup only: heartbeats have no notification
+    return False
 
 
 async def _read_events(child: demo_story.Child, say: demo_story.Narrator) -> bytes:
@@ -151,29 +153,28 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
             c.output = asyncio.create_task(c.proc.communicate())
         if not await _consumers_up(client, config, consumers):
             return await _failed(console, consumers, "a consumer exited before it started")
-        pids = ", ".join(str(c.proc.pid) for c in consumers)
-        say.say(f"{config.consumers} consumers up (pids {pids}), heartbeat every 1 s")
+        say.say(f"{plural(config.consumers, 'consumer')} up ({_pids(consumers)}), heartbeat every 1 s")
+        failures = not config.quick and config.count >= POISON
         plot = demo_story.Plot(
             config.queue,
             config.count,
-            0 if config.quick else FAIL_ONCE,
-            0 if config.quick else POISON,
+            FAIL_ONCE if failures else 0,
+            POISON if failures else 0,
             not config.quick,
             MAX_DELIVERIES,
         )
+        if failures:
+            say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
         if not config.quick and len(consumers) > 1:
             victim = consumers[len(consumers) // 2]
             plot.victim = demo_story.Victim(victim.consumer_id, victim.number, victim.proc.pid or 0)
-        if not config.quick:
-            say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
             say.say("plan: a consumer is SIGKILLed once a third of the items are done")
         producers = [
             demo_story.Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
             for n in range(config.producers)
         ]
         rate = f" at {config.rate:g} items/s" if config.rate else ""
-        pids = ", ".join(str(p.proc.pid) for p in producers)
-        say.say(f"{config.producers} producers (pids {pids}) put {config.count} numbered items{rate}")
+        say.say(f"{plural(config.producers, 'producer')} ({_pids(producers)}) put {config.count} numbered items{rate}")
         finished = asyncio.Event()
         watcher = asyncio.create_task(monitor(url, config.queue, finished, console)) if monitor else None
         story = asyncio.create_task(demo_story.follow(client, plot, say, finished))
@@ -205,6 +206,10 @@ async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor 
         return 1 if broken or figures.lost or figures.items != config.count else 0
 
 
+def _pids(children: list[demo_story.Child]) -> str:
+    return ("pids " if len(children) > 1 else "pid ") + ", ".join(str(c.proc.pid) for c in children)
+
+
 def _consumer_args(config: DemoConfig, summary: Path) -> list[str]:
     args = ["-m", "consumer", "--queue", config.queue, "--concurrency", str(config.concurrency)]
     args += ["--summary-file", str(summary), "--heartbeat", "1", "--grace", "5"]  # 1 s: a killed one is seen in 3
@@ -219,7 +224,7 @@ def _producer_args(config: DemoConfig, n: int) -> list[str]:
     args = ["-m", "shared.demo_work", "--producer", str(n), "--producers", str(config.producers)]
     args += ["--count", str(config.count), "--queue", config.queue, "--work", config.work]
     args += ["--rate", str(config.rate / config.producers)]
-    if not config.quick:
+    if not config.quick and config.count >= POISON:
         args += ["--fail-once", str(FAIL_ONCE), "--poison", str(POISON)]
     return args
 

@@ -133,8 +133,8 @@ def closing(
     joined = sum(1 for p in producers for e in p.events if e["event"] == "joined")
     killed = " (1 killed)" if victim is not None and victim.killed_at is not None else ""
     lines = [
-        f"{config.count} items, {config.producers} producers, {config.consumers} consumers{killed}: "
-        f"{elapsed:.1f} s end to end",
+        f"{config.count} items, {plural(config.producers, 'producer')}, "
+        f"{plural(config.consumers, 'consumer')}{killed}: {elapsed:.1f} s end to end",
         f"join() returned in {joined} of {config.producers} producer processes",
         *figures.lines(),
     ]
@@ -144,3 +144,7 @@ def closing(
         lines.append(f"processed twice: {figures.twice} (killed before their ack: at least once, never lost)")
     for line in lines:
         console.print(Text(line))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
