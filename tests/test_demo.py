@@ -10,7 +10,7 @@ import subprocess
 from tests.procs import cli, env
 
 
-def demo(*args: str, columns: int) -> subprocess.CompletedProcess[str]:
+def demo(*args: str, columns: int, fit: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [cli("asyncq"), "demo", *args],
         env=env(COLUMNS=str(columns)),  # no REDIS_URL: the demo starts its own redis-server
@@ -22,8 +22,8 @@ def demo(*args: str, columns: int) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "WARNING" not in done.stdout + done.stderr, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-    assert all(len(line) <= columns for line in lines), done.stdout
+    if fit:  # (with -v the children's own log lines are as long as they are)
+        assert all(len(line) <= columns for line in done.stdout.splitlines()), done.stdout
     return done
 
 
@@ -87,3 +87,14 @@ def test_quick_run_shares_the_work_and_loses_nothing() -> None:
     assert sum(int(row["items"]) for row in rows) == 300
     assert all(int(row["items"]) > 0 for row in rows)  # the work is shared
     assert re.search(r"^total processed +300$", out, re.MULTILINE), out  # the dashboard's last frame, one column
+
+
+def test_verbose_shows_the_processes_logs_and_a_normal_stop_is_no_warning() -> None:
+    # Without -v the children's logs are kept back (shown if one fails); with -v they are on screen, so this is
+    # where a consumer's SIGTERM line would show up as a WARNING.
+    done = demo("--quick", "-v", "--count", "30", columns=80, fit=False)
+    stops = [line for line in done.stderr.splitlines() if "SIGTERM received, shutting down gracefully" in line]
+    assert len(stops) == 3, done.stderr
+    assert all(" INFO " in line for line in stops), stops
+    assert len(re.findall(r"^Consumer \S+ got element <", done.stdout, re.MULTILINE)) == 30, done.stdout
+    assert figures(done.stdout)["lost"] == 0
