@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -108,23 +107,6 @@ async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: l
     return False
 
 
-async def _read_events(child: demo_story.Child, say: demo_story.Narrator) -> bytes:
-    """A producer's JSON lines, told as they come; returns its stderr."""
-    assert child.proc.stdout is not None
-    async for line in child.proc.stdout:
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            child.events.append(event)
-            pid = child.proc.pid
-            if event["event"] == "put":
-                say.say(f"producer {child.number} (pid {pid}) put its {event['items']} items, waits in join()")
-            elif event["event"] == "joined":
-                say.say(f"join() returned in producer {child.number} (pid {pid}): every item is done")
-    err = await child.proc.stderr.read() if child.proc.stderr else b""
-    await child.proc.wait()
-    return err
-
-
 async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Monitor | None = None) -> int:
     """Run the processes, tell the story, print the final table and figures. Returns the exit code."""
     try:
@@ -134,76 +116,121 @@ async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Moni
         return 2
     console.print(Text.assemble(("asyncq demo", "bold"), f": Redis at {redact(url)}, queue {config.queue!r}"))
     client = connect(url, name="asyncq-demo")
+    # SIGTERM to the demo ends it like Ctrl-C does, through the finally blocks: no child process is left behind.
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        if main is not None:
+            main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
         return await _run(config, url, console, monitor, client)
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise
+        return 128 + signal.SIGTERM
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await client.aclose()
 
 
 async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor | None, client: aioredis.Redis) -> int:
     await _reset(client, config.queue)
-    say = demo_story.Narrator(console)
+    children: list[demo_story.Child] = []
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
-        summaries = [Path(tmp) / f"consumer-{n}.json" for n in range(config.consumers)]
-        consumers = [
-            demo_story.Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
-            for n, path in enumerate(summaries)
-        ]
-        for c in consumers:
-            c.output = asyncio.create_task(c.proc.communicate())
-        if not await _consumers_up(client, config, consumers):
-            return await _failed(console, consumers, "a consumer exited before it started")
-        say.say(f"{plural(config.consumers, 'consumer')} up ({_pids(consumers)}), heartbeat every 1 s")
-        failures = not config.quick and config.count >= POISON
-        plot = demo_story.Plot(
-            config.queue,
-            config.count,
-            FAIL_ONCE if failures else 0,
-            POISON if failures else 0,
-            not config.quick,
-            MAX_DELIVERIES,
-        )
-        if failures:
-            say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
-        if not config.quick and len(consumers) > 1:
-            victim = consumers[len(consumers) // 2]
-            plot.victim = demo_story.Victim(victim.consumer_id, victim.number, victim.proc.pid or 0)
-            say.say("plan: a consumer is SIGKILLed once a third of the items are done")
-        producers = [
-            demo_story.Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
-            for n in range(config.producers)
-        ]
-        rate = f" at {config.rate:g} items/s" if config.rate else ""
-        say.say(f"{plural(config.producers, 'producer')} ({_pids(producers)}) put {config.count} numbered items{rate}")
-        finished = asyncio.Event()
-        watcher = asyncio.create_task(monitor(url, config.queue, finished, console)) if monitor else None
-        story = asyncio.create_task(demo_story.follow(client, plot, say, finished))
-        errors = await asyncio.gather(*(_read_events(p, say) for p in producers))
-        elapsed = say.elapsed()
-        finished.set()
-        await story
-        if watcher is not None:
-            await watcher
-        for c in consumers:
-            if c.proc.returncode is None:
-                c.proc.send_signal(signal.SIGTERM)
-        outputs = [await c.output for c in consumers if c.output is not None]
-        put = [e["items"] for p in producers for e in p.events if e["event"] == "put"]
-        numbers = range(1, config.count + 1) if sum(put) == config.count else range(0)
-        figures = await demo_report.figures(client, config.queue, numbers)
-        console.print(
-            demo_report.table(config, consumers, [demo_report.load(p) for p in summaries], plot.victim, console.width)
-        )
-        demo_report.closing(console, config, figures, elapsed, producers, plot.victim)
-        victim_pid = plot.victim.pid if plot.victim and plot.victim.killed_at is not None else None
-        broken = [
-            (c, err)
-            for c, (_, err) in zip([*consumers, *producers], [*outputs, *((b"", e) for e in errors)], strict=True)
-            if c.proc.returncode != 0 and c.proc.pid != victim_pid
-        ]
-        for child, err in broken:
-            _show_log(console, child, err)
-        return 1 if broken or figures.lost or figures.items != config.count else 0
+        try:
+            return await _story(config, url, console, monitor, client, Path(tmp), children)
+        finally:
+            for child in children:  # after a failure of the demo itself (e.g. Redis gone): leave no process behind
+                if child.proc.returncode is None:
+                    child.proc.kill()
+                    await child.proc.wait()
+
+
+async def _story(
+    config: DemoConfig,
+    url: str,
+    console: Console,
+    monitor: Monitor | None,
+    client: aioredis.Redis,
+    tmp: Path,
+    children: list[demo_story.Child],
+) -> int:
+    say = demo_story.Narrator(console)
+    summaries = [tmp / f"consumer-{n}.json" for n in range(config.consumers)]
+    consumers = [
+        demo_story.Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
+        for n, path in enumerate(summaries)
+    ]
+    children += consumers
+    for c in consumers:
+        c.output = asyncio.create_task(c.proc.communicate())
+    if not await _consumers_up(client, config, consumers):
+        return await demo_report.failed(console, consumers, f"not every consumer started (within {STARTUP:.0f} s)")
+    say.say(f"{plural(config.consumers, 'consumer')} up ({_pids(consumers)}), heartbeat every 1 s")
+    failures = not config.quick and config.count >= POISON
+    plot = demo_story.Plot(
+        config.queue,
+        config.count,
+        FAIL_ONCE if failures else 0,
+        POISON if failures else 0,
+        not config.quick,
+        MAX_DELIVERIES,
+    )
+    if failures:
+        say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
+    if not config.quick and len(consumers) > 1:
+        victim = consumers[len(consumers) // 2]
+        plot.victim = demo_story.Victim(victim.consumer_id, victim.number, victim.proc.pid or 0)
+        say.say("plan: a consumer is SIGKILLed once a third of the items are done")
+    producers = [
+        demo_story.Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
+        for n in range(config.producers)
+    ]
+    children += producers
+    rate = f" at {config.rate:g} items/s" if config.rate else ""
+    say.say(f"{plural(config.producers, 'producer')} ({_pids(producers)}) put {config.count} numbered items{rate}")
+    finished = asyncio.Event()
+    watcher = asyncio.create_task(monitor(url, config.queue, finished, console)) if monitor else None
+    story = asyncio.create_task(demo_story.follow(client, plot, say, finished))
+    reading: asyncio.Future[list[bytes]] = asyncio.gather(*(demo_story.read_events(p, say) for p in producers))
+    # The narrator fails only if Redis does (the live view rides out an outage): then the demo ends, not hangs.
+    either: list[asyncio.Future[Any]] = [reading, story]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if story.done():
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        story.result()  # raises the narrator's error
+    errors = await reading
+    elapsed = say.elapsed()
+    finished.set()
+    await story
+    if watcher is not None:
+        await watcher
+    for c in consumers:
+        if c.proc.returncode is None:
+            c.proc.send_signal(signal.SIGTERM)
+    outputs = [await c.output for c in consumers if c.output is not None]
+    put = [e["items"] for p in producers for e in p.events if e["event"] == "put"]
+    numbers = range(1, config.count + 1) if sum(put) == config.count else range(0)
+    figures = await demo_report.figures(client, config.queue, numbers)
+    console.print(
+        demo_report.table(config, consumers, [demo_report.load(p) for p in summaries], plot.victim, console.width)
+    )
+    demo_report.closing(console, config, figures, elapsed, producers, plot.victim)
+    victim_pid = plot.victim.pid if plot.victim and plot.victim.killed_at is not None else None
+    broken = [
+        (c, err)
+        for c, (_, err) in zip([*consumers, *producers], [*outputs, *((b"", e) for e in errors)], strict=True)
+        if c.proc.returncode != 0 and c.proc.pid != victim_pid
+    ]
+    for child, err in broken:
+        demo_report.show_log(console, child, err)
+    return 1 if broken or figures.lost or figures.items != config.count else 0
 
 
 def _pids(children: list[demo_story.Child]) -> str:
@@ -227,19 +254,3 @@ def _producer_args(config: DemoConfig, n: int) -> list[str]:
     if not config.quick and config.count >= POISON:
         args += ["--fail-once", str(FAIL_ONCE), "--poison", str(POISON)]
     return args
-
-
-async def _failed(console: Console, children: list[demo_story.Child], why: str) -> int:
-    console.print(Text(f"demo failed: {why}"))
-    for c in children:
-        if c.proc.returncode is None:
-            c.proc.kill()
-        _, err = await c.output if c.output is not None else (b"", b"")
-        _show_log(console, c, err)
-    return 1
-
-
-def _show_log(console: Console, child: demo_story.Child, err: bytes | None) -> None:
-    console.print(Text(f"{child.role} {child.number} (pid {child.proc.pid}) exited {child.proc.returncode}:"))
-    if err:  # None with --verbose: the log is already on screen
-        console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)

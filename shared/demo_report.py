@@ -148,3 +148,19 @@ def closing(
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+async def failed(console: Console, children: list[Child], why: str) -> int:
+    console.print(Text(f"demo failed: {why}"))
+    for c in children:
+        if c.proc.returncode is None:
+            c.proc.kill()
+        _, err = await c.output if c.output is not None else (b"", b"")
+        show_log(console, c, err)
+    return 1
+
+
+def show_log(console: Console, child: Child, err: bytes | None) -> None:
+    console.print(Text(f"{child.role} {child.number} (pid {child.proc.pid}) exited {child.proc.returncode}:"))
+    if err:  # None with --verbose: the log is already on screen
+        console.print(Text(err.decode("utf-8", "replace").rstrip()), soft_wrap=True)

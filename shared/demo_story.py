@@ -165,3 +165,20 @@ def item_number(letter: DeadLetter) -> str | None:
 def counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
     """A hash of counters as {name: value}."""
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+
+
+async def read_events(child: Child, say: Narrator) -> bytes:
+    """A producer's JSON lines, told as they come; returns its stderr."""
+    assert child.proc.stdout is not None
+    async for line in child.proc.stdout:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            child.events.append(event)
+            pid = child.proc.pid
+            if event["event"] == "put":
+                say.say(f"producer {child.number} (pid {pid}) put its {event['items']} items, waits in join()")
+            elif event["event"] == "joined":
+                say.say(f"join() returned in producer {child.number} (pid {pid}): every item is done")
+    err = await child.proc.stderr.read() if child.proc.stderr else b""
+    await child.proc.wait()
+    return err
