@@ -28,7 +28,6 @@ from shared import demo_report, demo_story, demo_work, snapshot
 from shared.connection import connect, redact
 from shared.demo_report import plural
 from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
 
 FAIL_ONCE, POISON = 3, 4  # early items: done with long before the kill, so their story stays simple
 MAX_DELIVERIES = 3
@@ -86,12 +85,6 @@ async def _spawn(args: list[str], url: str, config: DemoConfig, *, events: bool)
 Monitor = Callable[[str, str, asyncio.Event, Console], Coroutine[Any, Any, None]]
 
 
-async def _reset(client: aioredis.Redis, queue: str) -> None:
-    keys = Keys(queue)
-    stale = [k async for k in client.scan_iter(match=keys.prefix + "*", count=1000)]
-    await client.delete(*stale, demo_work.processed_key(queue), demo_work.failures_key(queue))
-
-
 async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[demo_story.Child]) -> bool:
     """Wait until every consumer's heartbeat is in Redis; note each one's id."""
     deadline = asyncio.get_running_loop().time() + STARTUP
@@ -138,7 +131,7 @@ async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Moni
 
 
 async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor | None, client: aioredis.Redis) -> int:
-    await _reset(client, config.queue)
+    await demo_work.reset(client, config.queue)
     children: list[demo_story.Child] = []
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
         try:

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 import typer
 
-from shared.keys import check_name
+from shared.keys import Keys, check_name
 from shared.queue import RedisQueue
 from shared.ratelimit import RateLimiter
 
@@ -43,6 +43,13 @@ def processed_key(queue: str) -> str:
 def failures_key(queue: str) -> str:
     """Hash: item number -> how many of its deliveries failed."""
     return f"asyncq-demo:{{{check_name(queue)}}}:failures"
+
+
+async def reset(client: aioredis.Redis, queue: str) -> None:
+    """A clean start: every key of the demo's queue and the handler's records deleted."""
+    keys = Keys(queue)
+    stale = [k async for k in client.scan_iter(match=keys.prefix + "*", count=1000)]
+    await client.delete(*stale, processed_key(queue), failures_key(queue))
 
 
 _client: aioredis.Redis | None = None
