@@ -33,8 +33,8 @@ from pathlib import Path
 import redis
 from procs import Proc, Usage, cpu_seconds, wait_for
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 
 QUEUE = "bench"
 KEYS = Keys(QUEUE)

@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
-from shared.embedded import EmbeddedRedis
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import reap
 from tests.procs import docker_available
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared import Reject
+from asyncq import Reject
 
 _client: aioredis.Redis | None = None
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from shared.keys import Keys
+from asyncq.core.keys import Keys
 from tests.procs import ADDED_LINE, cli, env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import available
+from asyncq.tools.embedded import available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 
-from shared.embedded import EmbeddedRedis, free_port
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.procs import ADDED_LINE, ITEM_LINE, run, spawn, stop
 
 

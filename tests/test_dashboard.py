@@ -20,13 +20,14 @@ import pytest
 import redis.asyncio as aioredis
 from rich.console import Console, RenderableType
 
-from shared import RedisQueue, snapshot
-from shared.dashboard import watch
-from shared.embedded import EmbeddedRedis
-from shared.latency import Histogram
-from shared.layout import abbreviate
-from shared.render import CONSUMER_COLUMNS, History, render_snapshot, sparkline
-from shared.snapshot import ConsumerView, Snapshot
+from asyncq import RedisQueue
+from asyncq.core.histogram import Histogram
+from asyncq.tools import snapshot
+from asyncq.tools.dashboard import watch
+from asyncq.tools.embedded import EmbeddedRedis
+from asyncq.tools.layout import abbreviate
+from asyncq.tools.render import CONSUMER_COLUMNS, History, render_snapshot, sparkline
+from asyncq.tools.snapshot import ConsumerView, Snapshot
 from tests.procs import cli, env, run
 
 RULE = "─" * 120

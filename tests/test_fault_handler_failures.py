@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
 from tests.fault_support import Proc, calls, counts, dead_letters, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:behave"

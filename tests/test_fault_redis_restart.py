@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, assert_drained, counts, start, state, wait_until
 
 COUNT = 2000

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from shared.embedded import EmbeddedRedis, free_port
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.fault_support import run
 
 PASSWORD = f"Pw-{secrets.token_hex(6)}"

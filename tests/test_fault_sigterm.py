@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.keys import Keys
+from asyncq.core.keys import Keys
 from tests.fault_support import consumer_id, counts, start, state, wait_until
 
 HANDLER = "tests.fault_handlers:record"

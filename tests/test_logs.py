@@ -11,9 +11,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared import RedisQueue
-from shared.embedded import free_port
-from shared.logs import ITEMS
+from asyncq import RedisQueue
+from asyncq.cli.logs import ITEMS
+from asyncq.tools.embedded import free_port
 from tests.procs import ITEM_LINE, cli, env, run
 
 

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import RedisQueue
-from shared.embedded import EmbeddedRedis, free_port
+from asyncq import RedisQueue
+from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.procs import cli, env, run
 
 ROOT = Path(__file__).resolve().parent.parent

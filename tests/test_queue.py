@@ -8,8 +8,8 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from shared import ItemTooLarge, QueueClosed, RedisQueue
-from shared.keys import Keys
+from asyncq import ItemTooLarge, QueueClosed, RedisQueue
+from asyncq.core.keys import Keys
 
 
 async def test_fifo_put_get_task_done_join(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared import RedisQueue
+from asyncq import RedisQueue
 from tests.procs import cli, env, run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import EmbeddedRedis, free_port
+from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.procs import run
 
 

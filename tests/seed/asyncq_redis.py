@@ -7,7 +7,7 @@ import os
 import random
 import time
 
-from shared import RedisQueue
+from asyncq import RedisQueue
 
 async def makeitem(size: int = 5) -> str:
     return os.urandom(size).hex()

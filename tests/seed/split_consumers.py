@@ -4,7 +4,7 @@ import asyncio
 import signal
 import sys
 
-from shared import RedisQueue
+from asyncq import RedisQueue
 from tests.seed.asyncq_redis import consume
 
 

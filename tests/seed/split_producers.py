@@ -5,7 +5,7 @@ import random
 import sys
 import time
 
-from shared import RedisQueue
+from asyncq import RedisQueue
 from tests.seed.asyncq_redis import produce
 
 

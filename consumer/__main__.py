@@ -1,3 +1,0 @@
-from consumer.cli import app
-
-app(prog_name="consumer")

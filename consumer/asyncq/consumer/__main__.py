@@ -1,0 +1,3 @@
+from asyncq.consumer.cli import app
+
+app(prog_name="consumer")

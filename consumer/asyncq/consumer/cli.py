@@ -1,0 +1,174 @@
+"""consumer: take items from the queue with C coroutines until stopped (SIGTERM/SIGINT) or drained."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asyncq.cli import options as opt
+from asyncq.cli.lifecycle import stop_on_signals
+from asyncq.cli.logs import LogFormat, configure, report
+from asyncq.cli.runner import fail, opened, queue_name, run
+from asyncq.consumer.handlers import Handler, Work, load
+from asyncq.consumer.metrics import Metrics, serve_metrics
+from asyncq.consumer.worker import ConsumeConfig, Consumer, Summary
+from asyncq.core.retries import RetryPolicy
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def _work(value: str) -> str:
+    try:
+        Work.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@app.command()
+def main(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", envvar="ASYNCQ_CONCURRENCY", min=1, help="Consumer coroutines.")
+    ] = 10,
+    queue: Annotated[
+        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")
+    ] = opt.DEFAULT_QUEUE,
+    redis_url: opt.RedisUrl = opt.DEFAULT_URL,
+    work: Annotated[
+        str,
+        typer.Option(
+            "--work",
+            envvar="ASYNCQ_WORK",
+            callback=_work,
+            help="Simulated work per item: SECONDS or MIN-MAX random sleep (0: none).",
+        ),
+    ] = "0-1",
+    handler: Annotated[
+        str | None,
+        typer.Option(
+            "--handler",
+            envvar="ASYNCQ_HANDLER",
+            help="module:function called with each item instead of --work "
+            "(async, or plain: run in a thread). The module must be importable.",
+        ),
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", envvar="ASYNCQ_DRAIN", help="Exit once the queue is empty and joined.")
+    ] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", envvar="ASYNCQ_GRACE", min=0, help="Seconds to finish items in progress after SIGTERM/SIGINT."
+        ),
+    ] = 10.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            envvar="ASYNCQ_TIMEOUT",
+            min=0,
+            help="Seconds one handler call may take before it counts as failed.",
+        ),
+    ] = None,
+    max_deliveries: Annotated[
+        int,
+        typer.Option(
+            "--max-deliveries",
+            envvar="ASYNCQ_MAX_DELIVERIES",
+            min=1,
+            help="Deliveries of an item before it goes to the dead letters.",
+        ),
+    ] = 5,
+    retry_base: Annotated[
+        float,
+        typer.Option(
+            "--retry-base",
+            envvar="ASYNCQ_RETRY_BASE",
+            min=0,
+            help="First retry delay in seconds; doubles each time, with jitter.",
+        ),
+    ] = 1.0,
+    retry_cap: Annotated[
+        float, typer.Option("--retry-cap", envvar="ASYNCQ_RETRY_CAP", min=0, help="Longest retry delay.")
+    ] = 60.0,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            "--prefetch",
+            envvar="ASYNCQ_PREFETCH",
+            min=0,
+            help="Items claimed ahead of the workers [default: concurrency].",
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat",
+            envvar="ASYNCQ_HEARTBEAT",
+            min=0.1,
+            help="Heartbeat interval; a consumer silent for 3 intervals is presumed dead "
+            "and its items are redelivered.",
+        ),
+    ] = 2.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="ASYNCQ_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="Serve Prometheus /metrics and /healthz on this port.",
+        ),
+    ] = None,
+    summary_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-file", envvar="ASYNCQ_SUMMARY_FILE", help="Also write the final summary as JSON to this file."
+        ),
+    ] = None,
+    max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
+    verbose: opt.Verbose = False,
+    log_format: opt.LogFormatOpt = LogFormat.text,
+    tls_ca: opt.TlsCa = None,
+    tls_cert: opt.TlsCert = None,
+    tls_key: opt.TlsKey = None,
+) -> None:
+    """Consume items like the seed's consumers: print a line per item with -v, a summary at the end."""
+    configure(verbose=verbose, fmt=log_format)
+    try:
+        work_fn: Handler = load(handler) if handler else Work.parse(work)
+    except ValueError as exc:
+        raise fail(f"--handler: {exc}", code=2) from None
+    config = ConsumeConfig(concurrency=concurrency, drain=drain, grace=grace, timeout=timeout)
+    try:
+        retry = RetryPolicy(max_deliveries, retry_base, retry_cap)
+    except ValueError as exc:
+        raise fail(str(exc), code=2) from None
+    tls = opt.tls_options(tls_ca, tls_cert, tls_key)
+
+    async def go() -> Summary:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        async with opened(
+            queue,
+            redis_url,
+            tls,
+            prefetch=concurrency if prefetch is None else prefetch,
+            retry=retry,
+            heartbeat_interval=heartbeat,
+            max_item_bytes=max_item_bytes,
+        ) as q:
+            if metrics_port is None:
+                return await Consumer(q, work_fn, config).run(stop)
+            metrics = Metrics(q)
+            async with serve_metrics(metrics, metrics_port):
+                return await Consumer(q, work_fn, config, metrics).run(stop)
+
+    summary = run(go(), url=redis_url)
+    report(summary.line(), summary=summary.to_json())
+    if summary_file is not None:
+        summary_file.write_text(json.dumps(summary.to_json()))

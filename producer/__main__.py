@@ -1,3 +1,0 @@
-from producer.cli import app
-
-app(prog_name="producer")

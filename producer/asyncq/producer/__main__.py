@@ -1,0 +1,3 @@
+from asyncq.producer.cli import app
+
+app(prog_name="producer")

@@ -1,0 +1,44 @@
+"""Options shared by the three CLIs: each reads its environment variable too, so compose can configure it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from asyncq.cli.logs import LogFormat
+from asyncq.core.connection import TLSOptions
+
+RedisUrl = Annotated[
+    str,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        help="Redis URL: redis://[[user]:password@]host:port/db, rediss:// for TLS.",
+        show_default=True,
+    ),
+]
+QueueName = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", help="Queue name.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", envvar="ASYNCQ_VERBOSE", help="Print a line per item.")]
+LogFormatOpt = Annotated[
+    LogFormat, typer.Option("--log-format", envvar="ASYNCQ_LOG_FORMAT", help="Log lines as text or JSON.")
+]
+TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="ASYNCQ_TLS_CA", help="CA bundle for rediss:// URLs.")]
+TlsCert = Annotated[
+    str | None,
+    typer.Option("--tls-cert", envvar="ASYNCQ_TLS_CERT", help="Client certificate for rediss:// URLs."),
+]
+TlsKey = Annotated[
+    str | None, typer.Option("--tls-key", envvar="ASYNCQ_TLS_KEY", help="Client key for rediss:// URLs.")
+]
+MaxItemBytes = Annotated[
+    int,
+    typer.Option("--max-item-bytes", envvar="ASYNCQ_MAX_ITEM_BYTES", min=64, help="Largest envelope accepted, bytes."),
+]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_QUEUE = "asyncq"
+
+
+def tls_options(ca: str | None, cert: str | None, key: str | None) -> TLSOptions:
+    return TLSOptions(ca_file=ca, cert_file=cert, key_file=key)

@@ -1,0 +1,71 @@
+"""How every CLI runs its one coroutine: a chosen event loop, and clean one-line failures (never a traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+import typer
+from redis.exceptions import RedisError
+
+from asyncq.cli import logs
+from asyncq.core.connection import RedisUnavailable, TLSOptions, check_reachable, describe, redact
+from asyncq.core.envelope import ItemTooLarge
+from asyncq.core.keys import check_name
+from asyncq.core.queue import RedisQueue
+from asyncq.tools.embedded import NoRedisServer
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr (a JSON record with --log-format json); return the Exit to raise."""
+    if logs.current_format() is logs.LogFormat.json:
+        logs.report(message, err=True, level=logging.ERROR)
+    else:
+        typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def run(main: Coroutine[Any, Any, T], *, url: str = "") -> T:
+    """``asyncio.run(main)`` (uvloop when ``ASYNCQ_UVLOOP=1`` and installed), mapping failures to one line."""
+    try:
+        if os.environ.get("ASYNCQ_UVLOOP") == "1":
+            with contextlib.suppress(ImportError):
+                import uvloop
+
+                return uvloop.run(main)
+        return asyncio.run(main)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    except (ItemTooLarge, NoRedisServer) as exc:
+        raise fail(str(exc)) from None
+    except (RedisError, OSError) as exc:
+        where = f" at {redact(url)}" if url else ""
+        raise fail(f"Redis{where} failed: {describe(exc)}") from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def queue_name(value: str) -> str:
+    """Typer callback: a clear usage error for an invalid queue name."""
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def opened(name: str, url: str, tls: TLSOptions, **options: Any) -> AsyncIterator[RedisQueue]:
+    """A RedisQueue whose Redis answered a PING (else ``RedisUnavailable``), closed on exit."""
+    queue = RedisQueue(name, url=url, tls=tls, **options)
+    try:
+        await check_reachable(queue.redis, url)
+        yield queue
+    finally:
+        await queue.close()

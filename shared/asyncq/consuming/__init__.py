@@ -1,0 +1,1 @@
+"""The consuming machinery of one process: fetcher, held items, heartbeat and recovery, counters."""

@@ -1,0 +1,79 @@
+"""The queue's notification channel: ``done`` (nothing unfinished) and ``space`` (room under maxsize).
+
+One subscription per RedisQueue, opened on first need. Waiters always re-check the state in Redis after
+subscribing and at a bounded interval, so a notification lost in an outage costs a second, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from asyncq.core.backoff import Outage
+
+log = logging.getLogger(__name__)
+
+
+class Events:
+    """Turns messages on ``channel`` into asyncio events."""
+
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+        self._client = client
+        self._channel = channel
+        self.done = asyncio.Event()
+        self.space = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def ensure_listening(self, timeout: float = 5.0) -> None:
+        """Start listening if needed and wait (bounded) until the subscription is in place."""
+        if self._task is None or self._task.done():
+            self._stop.clear()
+            self._task = asyncio.create_task(self._listen(), name="asyncq-events")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._subscribed.wait()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError, RedisError, OSError):
+                async with asyncio.timeout(3.0):
+                    await self._task
+            if not self._task.done():
+                self._task.cancel()
+
+    async def _listen(self) -> None:
+        outage = Outage("notifications", log)
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                outage.recovered()
+                while not self._stop.is_set():
+                    message = await pubsub.get_message(timeout=0.25)  # bounds how long close() waits
+                    if message is not None:
+                        self._dispatch(message.get("data"))
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                # Wake every waiter: they re-check the state themselves once Redis is back.
+                self.done.set()
+                self.space.set()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(outage.failed(exc)):
+                        await self._stop.wait()
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, data: object) -> None:
+        if data == b"done":
+            self.done.set()
+        elif data == b"space":
+            self.space.set()

@@ -1,0 +1,123 @@
+"""The Redis key layout of one queue: every part of asyncq and every operator relies on it.
+
+All keys of the queue ``NAME`` share the hash tag ``{NAME}``, so they live in one slot and the Lua scripts
+stay valid on Redis Cluster.
+
+==================================  ======  ==========================================================
+key                                 type    contents
+==================================  ======  ==========================================================
+``asyncq:{NAME}:queue``             list    envelopes waiting; producers LPUSH, consumers take from the
+                                            right, so the right end is the head of the line
+``asyncq:{NAME}:processing:<id>``   list    envelopes claimed by consumer process ``<id>``, newest on
+                                            the left; an item is always in exactly one list or set
+``asyncq:{NAME}:heartbeat:<id>``    string  JSON about consumer ``<id>`` (host, pid, counters, latency
+                                            digest); its TTL is the consumer's liveness
+``asyncq:{NAME}:consumers``         set     ids of consumers that hold, or held, a processing list
+``asyncq:{NAME}:delayed``           zset    envelopes waiting for a retry, scored by due time (ms,
+                                            Redis's clock)
+``asyncq:{NAME}:dead``              list    dead-letter records (JSON: reason, time, envelope), newest
+                                            on the left
+``asyncq:{NAME}:unfinished``        string  items put and not yet done: what ``join()`` waits for
+``asyncq:{NAME}:totals``            hash    counters: enqueued, processed, failed, retried, dead,
+                                            recovered
+``asyncq:{NAME}:full``              string  set (with a TTL) while a producer waits for room
+``asyncq:{NAME}:sweep-lock``        string  held by the consumer running the recovery sweep (TTL)
+``asyncq:{NAME}:producer:<id>``     string  ``seq:pushed`` of producer ``<id>``'s last batch, so a batch
+                                            resent after a lost reply is not pushed twice (TTL 1 h)
+``asyncq:{NAME}:events``            pubsub  channel: ``done`` when unfinished reaches 0, ``space``
+                                            when a consumer took items while a producer waited
+==================================  ======  ==========================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+# The counters of the ``totals`` hash; the Lua scripts get these names as their table ``F``.
+TOTALS = ("enqueued", "processed", "failed", "retried", "dead", "recovered")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a queue; raise ``ValueError`` otherwise.
+
+    The character set keeps names free of glob characters (SCAN patterns) and hash-tag braces.
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid queue name {name!r}: use 1-100 letters, digits, '_', '.' or '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys and channel of the queue ``name``."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
+    @property
+    def prefix(self) -> str:
+        return f"asyncq:{{{self.name}}}:"
+
+    @property
+    def queue(self) -> str:
+        return self.prefix + "queue"
+
+    @property
+    def consumers(self) -> str:
+        return self.prefix + "consumers"
+
+    @property
+    def delayed(self) -> str:
+        return self.prefix + "delayed"
+
+    @property
+    def dead(self) -> str:
+        return self.prefix + "dead"
+
+    @property
+    def unfinished(self) -> str:
+        return self.prefix + "unfinished"
+
+    @property
+    def totals(self) -> str:
+        return self.prefix + "totals"
+
+    @property
+    def full(self) -> str:
+        return self.prefix + "full"
+
+    @property
+    def sweep_lock(self) -> str:
+        return self.prefix + "sweep-lock"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"
+
+    def processing(self, consumer_id: str) -> str:
+        return f"{self.prefix}processing:{consumer_id}"
+
+    def heartbeat(self, consumer_id: str) -> str:
+        return f"{self.prefix}heartbeat:{consumer_id}"
+
+    def producer(self, producer_id: str) -> str:
+        return f"{self.prefix}producer:{producer_id}"
+
+    @property
+    def processing_pattern(self) -> str:
+        """SCAN pattern matching every processing list (braces are not special in Redis globs)."""
+        return self.prefix + "processing:*"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        return self.prefix + "heartbeat:*"
+
+    def consumer_of(self, key: str | bytes) -> str:
+        """The consumer id in a processing or heartbeat key."""
+        text = key.decode() if isinstance(key, bytes) else key
+        return text.split(":", 3)[3]

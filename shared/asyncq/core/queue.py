@@ -1,0 +1,313 @@
+"""``RedisQueue``: asyncio.Queue's producer/consumer contract across processes and machines, over Redis.
+
+Producers ``await q.put(item)``; consumers ``item = await q.get()`` then ``q.task_done()``; ``await q.join()``
+returns once every item put under this name, by any process, is done. See ``asyncq.core.keys`` for the key layout
+and ``asyncq.core.scripts`` for the server-side steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from asyncq.consuming.session import Consuming
+from asyncq.consuming.stats import ConsumerStats
+from asyncq.core.backoff import Outage
+from asyncq.core.batcher import Batcher
+from asyncq.core.connection import TLSOptions, connect, is_out_of_memory, is_transient, resolve_url
+from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
+from asyncq.core.errors import QueueClosed
+from asyncq.core.events import Events
+from asyncq.core.keys import Keys
+from asyncq.core.retries import RetryPolicy
+from asyncq.core.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class RedisQueue:
+    """A FIFO queue shared by every process that opens the same ``name`` on the same Redis.
+
+    ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
+    ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls.
+    ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
+    and how long a failed one waits.
+    """
+
+    def __init__(
+        self,
+        name: str = "asyncq",
+        *,
+        url: str | None = None,
+        redis: aioredis.Redis | None = None,
+        maxsize: int = 0,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        retry: RetryPolicy | None = None,
+        prefetch: int = 0,
+        batch_size: int = 500,
+        heartbeat_interval: float = 2.0,
+        block_timeout: float = 2.0,
+        tls: TLSOptions | None = None,
+    ) -> None:
+        if maxsize < 0 or prefetch < 0 or batch_size < 1:
+            raise ValueError("maxsize and prefetch must be >= 0; batch_size >= 1")
+        self.keys = Keys(name)
+        self.name = name
+        self.url = resolve_url(url)
+        self.maxsize = maxsize
+        self.max_item_bytes = max_item_bytes
+        self.retry_policy = retry or RetryPolicy()
+        self.heartbeat_interval = heartbeat_interval
+        self._owns_client = redis is None
+        self._client = redis if redis is not None else connect(self.url, tls=tls)
+        self._scripts = Scripts(self._client, self.keys)
+        self._block_timeout = block_timeout
+        self._prefetch = prefetch
+        self._batch_size = batch_size
+        self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.stats = ConsumerStats()
+        self._concurrency = 0
+        # A put refused because Redis is out of memory waits for consumers to free some, like one that
+        # waits for room under maxsize: it is never dropped.
+        self._puts: Batcher[bytes] = Batcher(
+            "put",
+            self._send_puts,
+            wait_room=self._wait_room,
+            max_batch=1000,
+            transient=lambda exc: is_transient(exc) or is_out_of_memory(exc),
+        )
+        self._producer_key = self.keys.producer(self.consumer_id)
+        self._produced = False
+        self._events: Events | None = None
+        self._consuming: Consuming | None = None
+        self._closed = False
+
+    @property
+    def in_progress(self) -> int:
+        """Items this process got and has not yet marked done."""
+        return len(self._consuming.in_progress) if self._consuming is not None else 0
+
+    @property
+    def concurrency(self) -> int:
+        """Informational: how many coroutines consume (published with the heartbeat)."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self._concurrency = value
+        if self._consuming is not None:
+            self._consuming.concurrency = value
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why consuming stopped by itself (Redis refused what it must do, e.g. NOPERM), if it did; ``get()``
+        then raises ``QueueClosed`` chained to it."""
+        return self._consuming.fetcher.failure if self._consuming is not None else None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client for everything but the blocking pop."""
+        return self._client
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- producing ---------------------------------------------------------------------------------------
+
+    async def put(self, item: Any) -> None:
+        """Put ``item`` (JSON-serialisable) at the end of the queue; waits while the queue is full.
+
+        Raises ``TypeError`` or ``ItemTooLarge`` before anything reaches Redis. During an outage the put is
+        retried until Redis is back; an error Redis reports is raised here. Cancelling a put whose batch is
+        already in flight may still enqueue it (at least once, never lost).
+        """
+        self._check_not_closed()
+        raw = encode(item, max_bytes=self.max_item_bytes)
+        future = self._puts.submit(raw)
+        assert future is not None
+        await future
+
+    async def put_many(self, items: Iterable[Any]) -> int:
+        """Put several items, in order, in as few round trips as possible. Returns how many."""
+        self._check_not_closed()
+        raws = [encode(item, max_bytes=self.max_item_bytes) for item in items]
+        futures = [self._puts.submit(raw) for raw in raws]
+        await asyncio.gather(*(f for f in futures if f is not None))
+        return len(raws)
+
+    async def _send_puts(self, raws: list[bytes], seq: int) -> int:
+        self._produced = True
+        return await self._scripts.put(self.consumer_id, seq, raws, self.maxsize)
+
+    async def _wait_room(self) -> None:
+        events = await self._ensure_events()
+        events.space.clear()
+        if await self.full():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await events.space.wait()
+
+    # -- consuming ---------------------------------------------------------------------------------------
+
+    async def get(self) -> Any:
+        """Remove and return an item, waiting until one is available (the item's payload)."""
+        return (await self.get_message()).payload
+
+    async def get_message(self) -> Message:
+        """Like ``get()``, but the whole ``Message``: id, payload, enqueue time, attempts."""
+        self._check_not_closed()
+        return await self._consumer().get()
+
+    def task_done(self) -> None:
+        """Mark done the oldest item that the calling task got and has not marked (else the process's oldest).
+
+        Like asyncio.Queue's, a plain call; the acknowledgement reaches Redis in the background, batched.
+        ``join()`` and ``close()`` flush it. Raises ``ValueError`` if called more times than items were got.
+        """
+        if self._consuming is None:
+            raise ValueError("task_done() called more times than there were items got")
+        self._consuming.ack(self._consuming.pop_unmarked())
+
+    def ack(self, message: Message) -> None:
+        """Mark ``message`` done (``task_done()`` for a particular message)."""
+        if self._consuming is None:
+            raise ValueError("task_done() called more times than there were items got")
+        self._consuming.ack(message)
+
+    async def retry(self, message: Message, delay: float | None = None) -> bool:
+        """Give ``message`` back for another attempt after ``delay`` seconds (default: the retry policy's
+        backoff), kept in Redis, not here.
+
+        After the policy's last delivery it goes to the dead letters instead. Returns False if recovery had
+        already taken it back (it is then redelivered anyway).
+        """
+        if self.retry_policy.exhausted(message.delivery):
+            return await self.dead_letter(message, f"failed {message.delivery} times (max_deliveries)")
+        wait = self.retry_policy.delay(message.delivery) if delay is None else delay
+        return await self._consumer().retry(message, wait)
+
+    async def dead_letter(self, message: Message, reason: str, *, failed: bool = True) -> bool:
+        """Move ``message`` to the dead letters with ``reason``; it counts as done for ``join()``."""
+        return await self._consumer().dead_letter(message, reason, failed=failed)
+
+    def _consumer(self) -> Consuming:
+        if self._consuming is None:
+            self._consuming = Consuming(
+                client=self._client,
+                scripts=self._scripts,
+                keys=self.keys,
+                consumer_id=self.consumer_id,
+                stats=self.stats,
+                prefetch=self._prefetch,
+                batch_size=self._batch_size,
+                block_timeout=self._block_timeout,
+                heartbeat_interval=self.heartbeat_interval,
+                retry=self.retry_policy,
+            )
+            self._consuming.concurrency = self._concurrency
+        return self._consuming
+
+    # -- waiting for completion, sizes -------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Wait until every item put under this name, by any process, has been marked done."""
+        if self._consuming is not None:
+            await self._consuming.acks.flush()
+        events = await self._ensure_events()
+        outage = Outage("join", log)
+        while True:
+            events.done.clear()
+            try:
+                left = int(await self._client.get(self.keys.unfinished) or 0)
+                outage.recovered()
+            except (RedisError, OSError) as exc:
+                if isinstance(exc, RedisError) and not is_transient(exc):
+                    raise
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await events.done.wait()
+
+    async def unfinished(self) -> int:
+        """How many items were put and are not yet done (what ``join()`` waits for)."""
+        return int(await self._client.get(self.keys.unfinished) or 0)
+
+    async def qsize(self) -> int:
+        """Items waiting in the queue (not counting those claimed by consumers or waiting for a retry)."""
+        return int(await self._client.llen(self.keys.queue))
+
+    async def empty(self) -> bool:
+        return await self.qsize() == 0
+
+    async def full(self) -> bool:
+        return self.maxsize > 0 and await self.qsize() >= self.maxsize
+
+    async def flush(self) -> None:
+        """Wait until every put and acknowledgement made so far has reached Redis."""
+        await self._puts.flush()
+        if self._consuming is not None:
+            await self._consuming.acks.flush()
+
+    # -- closing -----------------------------------------------------------------------------------------
+
+    async def stop_consuming(self) -> int:
+        """Stop claiming items and give back those claimed but not handed out. Items in progress stay ours
+        until acknowledged. Later ``get()`` calls raise ``QueueClosed``. Returns how many went back."""
+        return 0 if self._consuming is None else await self._consuming.stop()
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Flush puts and acknowledgements, give back every item not acknowledged, leave, disconnect.
+
+        Each step is bounded; what cannot reach Redis stays where recovery finds it. Puts still unsent after
+        ``timeout`` fail with ``QueueClosed``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._puts.flush()
+        dropped = self._puts.fail_all(QueueClosed("the queue was closed before the put reached Redis"))
+        if dropped:
+            log.error("%d put(s) could not reach Redis before close()", dropped)
+        elif self._produced:
+            # Every batch was answered: nothing can be resent, so the record of the last one can go.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._client.delete(self._producer_key)
+        if self._consuming is not None:
+            await self._consuming.close()
+        if self._events is not None:
+            await self._events.close()
+        if self._owns_client:
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.aclose()
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise QueueClosed("the queue is closed")
+
+    async def _ensure_events(self) -> Events:
+        if self._events is None:
+            self._events = Events(self._client, self.keys.events)
+        await self._events.ensure_listening()
+        return self._events

@@ -1,0 +1,1 @@
+"""Operator tools: snapshots, dead letters, dashboard, demo, a private redis-server."""

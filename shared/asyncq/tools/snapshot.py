@@ -1,0 +1,161 @@
+"""One consistent-enough look at a queue: depth, ages, consumers, retries, dead letters, counters.
+
+Read with SCAN (never KEYS) and pipelines; used by ``asyncq stats``, ``asyncq watch`` and ``asyncq health``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from asyncq.core.envelope import BadEnvelope, decode
+from asyncq.core.histogram import Histogram
+from asyncq.core.keys import TOTALS, Keys
+
+__all__ = ["TOTALS", "ConsumerView", "Snapshot", "take"]
+
+
+@dataclass
+class ConsumerView:
+    """A live consumer as its heartbeat describes it."""
+
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    in_progress: int
+    claimed: int
+    processed: int
+    failed: int
+    heartbeat_age: float
+    latency: Histogram
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "concurrency": self.concurrency,
+            "in_progress": self.in_progress,
+            "claimed": self.claimed,
+            "processed": self.processed,
+            "failed": self.failed,
+            "heartbeat_age": round(self.heartbeat_age, 3),
+            "latency_ms": {
+                "p50": round(self.latency.quantile(0.5) * 1000, 3),
+                "p99": round(self.latency.quantile(0.99) * 1000, 3),
+            },
+        }
+
+
+@dataclass
+class Snapshot:
+    queue: str
+    taken_at: float
+    depth: int
+    oldest_age: float | None
+    claimed: int
+    delayed: int
+    dead: int
+    unfinished: int
+    totals: dict[str, int]
+    consumers: list[ConsumerView] = field(default_factory=list)
+    orphaned: int = 0
+
+    @property
+    def latency(self) -> Histogram:
+        return Histogram.merged(c.latency for c in self.consumers)
+
+    def to_json(self) -> dict[str, Any]:
+        latency = self.latency
+        return {
+            "queue": self.queue,
+            "taken_at": self.taken_at,
+            "depth": self.depth,
+            "oldest_age": self.oldest_age,
+            "claimed": self.claimed,
+            "in_progress": sum(c.in_progress for c in self.consumers),
+            "delayed": self.delayed,
+            "dead": self.dead,
+            "unfinished": self.unfinished,
+            "totals": self.totals,
+            "orphaned": self.orphaned,
+            "latency_ms": {"p50": latency.quantile(0.5) * 1000, "p99": latency.quantile(0.99) * 1000},
+            "consumers": [c.to_json() for c in self.consumers],
+        }
+
+
+async def take(client: aioredis.Redis, name: str) -> Snapshot:
+    """Read the state of queue ``name``."""
+    keys = Keys(name)
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.queue)
+    pipe.lindex(keys.queue, -1)
+    pipe.zcard(keys.delayed)
+    pipe.llen(keys.dead)
+    pipe.get(keys.unfinished)
+    pipe.hgetall(keys.totals)
+    depth, head, delayed, dead, unfinished, totals = await pipe.execute()
+    now = time.time()
+
+    processing = [key async for key in client.scan_iter(match=keys.processing_pattern, count=1000)]
+    beats = [key async for key in client.scan_iter(match=keys.heartbeat_pattern, count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for key in processing:
+        pipe.llen(key)
+    for key in beats:
+        pipe.get(key)
+    replies = await pipe.execute()
+    lengths = {keys.consumer_of(k): int(n) for k, n in zip(processing, replies[: len(processing)], strict=True)}
+    consumers = [
+        view
+        for raw in replies[len(processing) :]
+        if raw is not None and (view := _consumer(raw, lengths, now)) is not None
+    ]
+    live = {c.id for c in consumers}
+    return Snapshot(
+        queue=name,
+        taken_at=now,
+        depth=int(depth),
+        oldest_age=_age(head, now),
+        claimed=sum(lengths.values()),
+        delayed=int(delayed),
+        dead=int(dead),
+        unfinished=int(unfinished or 0),
+        totals={k: int(totals.get(k.encode(), 0)) for k in TOTALS},
+        consumers=sorted(consumers, key=lambda c: (c.host, c.pid)),
+        orphaned=sum(n for cid, n in lengths.items() if cid not in live),
+    )
+
+
+def _age(head: bytes | None, now: float) -> float | None:
+    if head is None:
+        return None
+    try:
+        return max(0.0, now - decode(head).enqueued_at)
+    except BadEnvelope:
+        return None
+
+
+def _consumer(raw: bytes, lengths: dict[str, int], now: float) -> ConsumerView | None:
+    try:
+        info = json.loads(raw)
+        cid = str(info["id"])
+        return ConsumerView(
+            id=cid,
+            host=str(info.get("host", "")),
+            pid=int(info.get("pid", 0)),
+            concurrency=int(info.get("concurrency", 0)),
+            in_progress=int(info.get("in_progress", 0)),
+            claimed=lengths.get(cid, 0),
+            processed=int(info.get("processed", 0)),
+            failed=int(info.get("failed", 0)),
+            heartbeat_age=max(0.0, now - float(info.get("at", now))),
+            latency=Histogram.from_json(info.get("latency", {})),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
