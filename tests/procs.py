@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -28,20 +27,24 @@ def env(**extra: str) -> dict[str, str]:
     return base
 
 
-def spawn(name: str, *args: str, redis_url: str, **extra: str) -> subprocess.Popen[str]:
+def spawn(name: str, *args: str, redis_url: str, cwd: str | None = None, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [cli(name), *args],
         env=env(REDIS_URL=redis_url, **extra),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def run(name: str, *args: str, redis_url: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+def run(
+    name: str, *args: str, redis_url: str, timeout: float = 60, cwd: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [cli(name), *args],
         env=env(REDIS_URL=redis_url, **extra),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -58,23 +61,32 @@ def stop(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, st
 
 
 def docker_available() -> tuple[bool, str]:
-    """Does a Docker engine answer? (False, reason) when not: engine tests skip with that reason."""
-    failure = ""
-    try:
-        import docker
+    """Does a Docker engine answer? (False, reason) when not: engine tests skip with that reason.
 
-        client = docker.from_env(timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # docker raises several unrelated types when no engine is there
-        failure = type(exc).__name__
-    if not failure:
-        return True, ""
-    # A client that failed inside from_env() leaves its socket to the collector: collect it now (the
-    # exception and its frames are gone), not in whichever later test happens to trigger a collection.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    return False, f"no Docker engine answers ({failure}); .ci/run provisions one"
+    The engine's ``/_ping`` is asked over a socket of our own, closed whatever happens: docker-py's client
+    leaks its Unix socket when no engine listens (its connect() raises before anything closes it), and with
+    ``filterwarnings = ["error"]`` that ResourceWarning fails whichever test runs next.
+    """
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    scheme, _, where = host.partition("://")
+    try:
+        if scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = where
+        elif scheme == "tcp" and not os.environ.get("DOCKER_TLS_VERIFY"):
+            name, _, port = where.rstrip("/").rpartition(":")
+            sock = socket.socket(socket.AF_INET6 if name.startswith("[") else socket.AF_INET, socket.SOCK_STREAM)
+            address = (name.strip("[]"), int(port))
+        else:
+            return False, f"DOCKER_HOST={host}: only unix:// and plain tcp:// engines are probed"
+        with sock:
+            sock.settimeout(3)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status = sock.recv(64).split(b"\r\n", 1)[0]
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return False, f"no Docker engine answers at {host} ({reason}); .ci/run provisions one"
+    if not status.startswith(b"HTTP/1.") or status.split(b" ")[1:2] != [b"200"]:
+        return False, f"the Docker engine at {host} answers {status.decode(errors='replace')!r} to /_ping"
+    return True, ""

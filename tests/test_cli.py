@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -20,8 +21,17 @@ async def test_one_producer_two_consumers_exactly_once(redis: aioredis.Redis, re
         for _ in range(2)
     ]
     produced = run(
-        "producer", "--queue", queue_name, "--count", "500", "--rate", "500", "--wait", "-v",
-        redis_url=redis_url, timeout=60,
+        "producer",
+        "--queue",
+        queue_name,
+        "--count",
+        "500",
+        "--rate",
+        "500",
+        "--wait",
+        "-v",
+        redis_url=redis_url,
+        timeout=60,
     )
     results = [stop(c) for c in consumers]
     assert produced.returncode == 0, produced.stderr
@@ -95,6 +105,31 @@ def test_invalid_options_are_usage_errors(name: str, args: list[str]) -> None:
     assert "Usage:" in result.stderr or "Error" in result.stderr
 
 
+def test_watch_at_an_unreachable_url_is_one_line() -> None:
+    url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
+    result = run("asyncq", "watch", redis_url=url, timeout=30)  # it used to retry forever
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot use Redis at {url.replace('s3cret-pass', '***')}: " + result.stderr.split(": ", 2)[2].strip()
+    ]
+    assert "s3cret-pass" not in result.stderr + result.stdout
+
+
+def test_consumer_says_what_it_waits_for_at_start(queue_name: str) -> None:
+    with EmbeddedRedis(password="start-line-pass") as server:
+        url = f"redis://:start-line-pass@127.0.0.1:{server.port}/0"
+        result = run("consumer", "--queue", queue_name, "-c", "3", "--drain", redis_url=url)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    redacted = f"redis://:***@127.0.0.1:{server.port}/0"
+    assert re.fullmatch(
+        rf"consumer [\w.-]+-\d+-[0-9a-f]{{6}}: waiting for items on queue {queue_name} at {re.escape(redacted)} "
+        r"\(concurrency 3\)",
+        first,
+    ), first
+    assert "start-line-pass" not in result.stdout + result.stderr
+
+
 def test_bad_handler_is_a_clear_error(redis_url: str) -> None:
     result = run("consumer", "--handler", "no_such_module:run", redis_url=redis_url)
     assert result.returncode == 2
@@ -104,9 +139,10 @@ def test_bad_handler_is_a_clear_error(redis_url: str) -> None:
 def test_oversized_item_is_refused(redis_url: str, queue_name: str) -> None:
     result = run("producer", "--queue", queue_name, "--size", "5000", "--max-item-bytes", "1000", redis_url=redis_url)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        result.stderr.strip().splitlines()[0]
-    ] and "exceeds the limit of 1000 bytes" in result.stderr
+    assert (
+        result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
+        and "exceeds the limit of 1000 bytes" in result.stderr
+    )
 
 
 async def test_dead_letters_list_requeue_purge(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
@@ -114,8 +150,16 @@ async def test_dead_letters_list_requeue_purge(redis: aioredis.Redis, redis_url:
     put = run("producer", "--queue", queue_name, "--count", "3", "--no-wait", redis_url=redis_url)
     assert put.returncode == 0
     failing = run(
-        "consumer", "--queue", queue_name, "--handler", "tests.handlers:always_fail",
-        "--max-deliveries", "1", "--drain", redis_url=redis_url, timeout=60,
+        "consumer",
+        "--queue",
+        queue_name,
+        "--handler",
+        "tests.handlers:always_fail",
+        "--max-deliveries",
+        "1",
+        "--drain",
+        redis_url=redis_url,
+        timeout=60,
     )
     assert failing.returncode == 0, failing.stderr
     assert await redis.llen(keys.dead) == 3

@@ -114,16 +114,16 @@ def test_compose_config_shape() -> None:
     assert consumer["environment"]["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
     assert services["producer"]["command"][:1] == ["producer"]
 
-    # One image; the services differ only in what they run and with which settings.
-    def shape(service: dict[str, Any]) -> tuple[str, str]:
-        return service["image"], json.dumps(service["build"], sort_keys=True)
-
-    assert shape(consumer) == shape(services["producer"])
-    watch = json.loads(
+    # One image, built once: only the consumer service builds it (two services with `build:` are two parallel
+    # builds of it, one left dangling); the others run it and never try to pull it.
+    every = json.loads(
         compose_config("--profile", "watch", "config", "--format", "json", env={"REDIS_PASSWORD": password}).stdout
-    )["services"]["watch"]
-    assert shape(watch) == shape(consumer)
-    assert watch["command"] == ["asyncq", "watch"]
+    )["services"]
+    assert [name for name, service in every.items() if "build" in service] == ["consumer"]
+    for name in ("producer", "watch"):
+        assert every[name]["image"] == consumer["image"], name
+        assert every[name]["pull_policy"] == "never", name
+    assert every["watch"]["command"] == ["asyncq", "watch"]
 
 
 def _seconds(duration: str) -> float:
@@ -428,3 +428,67 @@ def test_scale_down_mid_run_drains_gracefully(stack_factory: Callable[..., Stack
     assert totals.get("processed") == count, totals
     # Nothing had to be recovered from a consumer presumed dead: the stopped ones handed their items back.
     assert not totals.get("dead") and not totals.get("recovered"), totals
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_compose_build_makes_one_image(docker_client: Any, stack_factory: Callable[..., Stack]) -> None:
+    tag = f"asyncq:pytest-build-{uuid.uuid4().hex[:8]}"
+    wheels = "wheelhouse" if any((ROOT / "wheelhouse").glob("*.whl")) else ""
+    stack = stack_factory(ASYNCQ_IMAGE=tag, ASYNCQ_WHEELHOUSE=wheels)
+    dangling = {i.id for i in docker_client.images.list(filters={"dangling": True})}
+    try:
+        # Every service compose could build, the watch profile's too; no cache, so that two builds of the same
+        # Dockerfile would be two images (one of them left dangling), as on a machine building it the first time.
+        done = stack.compose("--profile", "watch", "build", "--no-cache", timeout=600, DOCKER_BUILDKIT="0")
+        assert done.returncode == 0, done.stdout + done.stderr
+        left = {i.id for i in docker_client.images.list(filters={"dangling": True})} - dangling
+        assert not left, f"compose build left {len(left)} dangling image(s): {left}\n{done.stdout}{done.stderr}"
+        assert image_id(docker_client, tag) is not None
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(tag)
+
+
+def readme_scale_command() -> list[str]:
+    """The README's command for scaling consumers to 5, as arguments after `docker compose`."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("docker compose up") and "--scale consumer=5" in line:
+            return line.split("#", 1)[0].split()[2:]
+    pytest.fail("README.md shows no `docker compose up ... --scale consumer=5` command")
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_scaling_consumers_does_not_run_the_producer_again(stack_factory: Callable[..., Stack]) -> None:
+    count = 20
+    stack = stack_factory(ASYNCQ_WORK="0", ASYNCQ_COUNT=str(count))
+    stack.check("up", "-d", "--wait", "--wait-timeout", "120", "redis", "consumer")
+    stack.check("up", "-d", "--no-deps", "producer")
+    producer = stack.client.containers.get(stack.check("ps", "-aq", "producer").split()[0])
+    assert producer.wait(timeout=300)["StatusCode"] == 0, producer.logs().decode()
+    producer.reload()
+    started = producer.attrs["State"]["StartedAt"]
+    assert stack.totals().get("enqueued") == count
+
+    stack.check(*readme_scale_command(), "--wait", "--wait-timeout", "120")
+    assert len(stack.consumers()) == 5
+    producer.reload()
+    assert producer.attrs["State"]["StartedAt"] == started, "the producer ran again"
+    assert stack.totals().get("enqueued") == count, stack.totals()
+
+
+@pytest.mark.docker
+def test_compose_plugin_does_not_depend_on_a_clone(docker_client: Any) -> None:
+    """`docker compose` as provisioned keeps working when this clone's .venv goes (`make clean`)."""
+    done = subprocess.run(
+        ["docker", "info", "--format", '{{range .ClientInfo.Plugins}}{{.Name}} {{.Path}}{{"\\n"}}{{end}}'],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    plugins = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert "compose" in plugins, done.stdout + done.stderr
+    path = Path(plugins["compose"]).resolve()
+    assert ".venv" not in path.parts and not path.is_relative_to(ROOT), f"docker compose runs {path}"

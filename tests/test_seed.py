@@ -73,4 +73,4 @@ def test_seed_copy_differs_only_in_the_queue() -> None:
     removed = [line for line in original if line not in copy]
     added = [line for line in copy if line not in original]
     assert removed == ["    q = asyncio.Queue()"]
-    assert added == ["from shared import RedisQueue", "    q = RedisQueue()"]
+    assert added == ["from asyncq import RedisQueue", "    q = RedisQueue()"]

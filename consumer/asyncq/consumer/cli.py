@@ -16,6 +16,7 @@ from asyncq.cli.runner import fail, opened, queue_name, run
 from asyncq.consumer.handlers import Handler, Work, load
 from asyncq.consumer.metrics import Metrics, serve_metrics
 from asyncq.consumer.worker import ConsumeConfig, Consumer, Summary
+from asyncq.core.connection import redact
 from asyncq.core.retries import RetryPolicy
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -32,10 +33,13 @@ def _work(value: str) -> str:
 @app.command()
 def main(
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", envvar="ASYNCQ_CONCURRENCY", min=1, help="Consumer coroutines.")
+        int,
+        typer.Option(
+            "--concurrency", "-c", envvar="ASYNCQ_CONCURRENCY", min=1, metavar="N", help="Consumer coroutines."
+        ),
     ] = 10,
     queue: Annotated[
-        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")
+        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
     ] = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     work: Annotated[
@@ -44,7 +48,8 @@ def main(
             "--work",
             envvar="ASYNCQ_WORK",
             callback=_work,
-            help="Simulated work per item: SECONDS or MIN-MAX random sleep (0: none).",
+            metavar="SECONDS|MIN-MAX",
+            help="Simulated work per item: a random sleep of SECONDS, or between MIN and MAX seconds (0: none).",
         ),
     ] = "0-1",
     handler: Annotated[
@@ -52,17 +57,23 @@ def main(
         typer.Option(
             "--handler",
             envvar="ASYNCQ_HANDLER",
-            help="module:function called with each item instead of --work "
-            "(async, or plain: run in a thread). The module must be importable.",
+            metavar="MODULE:FUNCTION",
+            help="Call this function with each item instead of --work: async, or plain (run in a thread). "
+            "MODULE is looked up in the current directory first, then on the Python path.",
         ),
     ] = None,
     drain: Annotated[
-        bool, typer.Option("--drain", envvar="ASYNCQ_DRAIN", help="Exit once the queue is empty and joined.")
+        bool,
+        typer.Option("--drain", envvar="ASYNCQ_DRAIN", metavar="", help="Exit once the queue is empty and joined."),
     ] = False,
     grace: Annotated[
         float,
         typer.Option(
-            "--grace", envvar="ASYNCQ_GRACE", min=0, help="Seconds to finish items in progress after SIGTERM/SIGINT."
+            "--grace",
+            envvar="ASYNCQ_GRACE",
+            min=0,
+            metavar="SECONDS",
+            help="Seconds to finish items in progress after SIGTERM/SIGINT.",
         ),
     ] = 10.0,
     timeout: Annotated[
@@ -71,6 +82,8 @@ def main(
             "--timeout",
             envvar="ASYNCQ_TIMEOUT",
             min=0,
+            metavar="SECONDS",
+            show_default="no limit",
             help="Seconds one handler call may take before it counts as failed.",
         ),
     ] = None,
@@ -80,6 +93,7 @@ def main(
             "--max-deliveries",
             envvar="ASYNCQ_MAX_DELIVERIES",
             min=1,
+            metavar="N",
             help="Deliveries of an item before it goes to the dead letters.",
         ),
     ] = 5,
@@ -89,11 +103,15 @@ def main(
             "--retry-base",
             envvar="ASYNCQ_RETRY_BASE",
             min=0,
+            metavar="SECONDS",
             help="First retry delay in seconds; doubles each time, with jitter.",
         ),
     ] = 1.0,
     retry_cap: Annotated[
-        float, typer.Option("--retry-cap", envvar="ASYNCQ_RETRY_CAP", min=0, help="Longest retry delay.")
+        float,
+        typer.Option(
+            "--retry-cap", envvar="ASYNCQ_RETRY_CAP", min=0, metavar="SECONDS", help="Longest retry delay in seconds."
+        ),
     ] = 60.0,
     prefetch: Annotated[
         int | None,
@@ -101,7 +119,9 @@ def main(
             "--prefetch",
             envvar="ASYNCQ_PREFETCH",
             min=0,
-            help="Items claimed ahead of the workers [default: concurrency].",
+            metavar="N",
+            show_default="--concurrency",
+            help="Items claimed from Redis beyond those being handled, so the next ones are at hand.",
         ),
     ] = None,
     heartbeat: Annotated[
@@ -110,7 +130,8 @@ def main(
             "--heartbeat",
             envvar="ASYNCQ_HEARTBEAT",
             min=0.1,
-            help="Heartbeat interval; a consumer silent for 3 intervals is presumed dead "
+            metavar="SECONDS",
+            help="Heartbeat interval in seconds; a consumer silent for 3 intervals is presumed dead "
             "and its items are redelivered.",
         ),
     ] = 2.0,
@@ -121,13 +142,17 @@ def main(
             envvar="ASYNCQ_METRICS_PORT",
             min=1,
             max=65535,
+            metavar="PORT",
             help="Serve Prometheus /metrics and /healthz on this port.",
         ),
     ] = None,
     summary_file: Annotated[
         Path | None,
         typer.Option(
-            "--summary-file", envvar="ASYNCQ_SUMMARY_FILE", help="Also write the final summary as JSON to this file."
+            "--summary-file",
+            envvar="ASYNCQ_SUMMARY_FILE",
+            metavar="FILE",
+            help="Also write the final summary as JSON to this file.",
         ),
     ] = None,
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
@@ -137,7 +162,8 @@ def main(
     tls_cert: opt.TlsCert = None,
     tls_key: opt.TlsKey = None,
 ) -> None:
-    """Consume items like the seed's consumers: print a line per item with -v, a summary at the end."""
+    """Take items from the queue and handle each (a random sleep by default, or --handler); a line per item
+    with -v, a summary at the end."""
     configure(verbose=verbose, fmt=log_format)
     try:
         work_fn: Handler = load(handler) if handler else Work.parse(work)
@@ -162,6 +188,11 @@ def main(
             heartbeat_interval=heartbeat,
             max_item_bytes=max_item_bytes,
         ) as q:
+            report(
+                f"consumer {q.consumer_id}: waiting for items on queue {queue} at {redact(redis_url)} "
+                f"(concurrency {concurrency})",
+                consumer=q.consumer_id,
+            )
             if metrics_port is None:
                 return await Consumer(q, work_fn, config).run(stop)
             metrics = Metrics(q)

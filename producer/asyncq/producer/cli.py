@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -19,28 +21,64 @@ from asyncq.cli import options as opt
 from asyncq.cli.logs import LogFormat, configure, report
 from asyncq.cli.runner import opened, queue_name, run
 from asyncq.core.connection import redact
-from asyncq.producer.run import ProduceConfig, ProduceResult, produce
+from asyncq.producer.run import ProduceConfig, ProduceResult, Waiting, produce
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
+class WaitLines:
+    """What the producer waits for, as plain lines on stderr (off a terminal, with -v, or JSON logs): one when
+    waiting starts, one when consumers come or go, and one every ``every`` seconds while the count moves."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.last: Waiting | None = None
+        self.said_at = 0.0
+
+    def __call__(self, state: Waiting) -> None:
+        now = time.monotonic()
+        last = self.last
+        if last is not None and state.consumers == last.consumers:  # consumers coming or going: say so at once
+            moved = state.unfinished != last.unfinished and now - self.said_at >= self.every
+            if not moved:
+                return
+        self.last, self.said_at = state, now
+        report(state.line(), err=True, unfinished=state.unfinished, consumers=state.consumers)
+
+
 @app.command()
 def main(
-    count: Annotated[int, typer.Option("--count", "-n", envvar="ASYNCQ_COUNT", min=0, help="Items to put.")] = 100,
+    count: Annotated[
+        int, typer.Option("--count", "-n", envvar="ASYNCQ_COUNT", min=0, metavar="N", help="Items to put.")
+    ] = 100,
     producers: Annotated[
-        int, typer.Option("--producers", "-p", envvar="ASYNCQ_PRODUCERS", min=1, help="Producer coroutines.")
+        int,
+        typer.Option("--producers", "-p", envvar="ASYNCQ_PRODUCERS", min=1, metavar="N", help="Producer coroutines."),
     ] = 5,
     rate: Annotated[
-        float, typer.Option("--rate", envvar="ASYNCQ_RATE", min=0, help="Items per second overall (0: no cap).")
+        float,
+        typer.Option(
+            "--rate", envvar="ASYNCQ_RATE", min=0, metavar="ITEMS/S", help="Items per second overall (0: no cap)."
+        ),
     ] = 0.0,
     size: Annotated[
-        int, typer.Option("--size", envvar="ASYNCQ_SIZE", min=1, help="Payload size: hex characters per item.")
+        int,
+        typer.Option(
+            "--size", envvar="ASYNCQ_SIZE", min=1, metavar="CHARS", help="Payload size: hex characters per item."
+        ),
     ] = 10,
     batch: Annotated[
-        int, typer.Option("--batch", envvar="ASYNCQ_BATCH", min=1, help="Items per put_many() of one producer.")
+        int,
+        typer.Option(
+            "--batch",
+            envvar="ASYNCQ_BATCH",
+            min=1,
+            metavar="N",
+            help="Items each producer coroutine sends in one round trip.",
+        ),
     ] = 100,
     queue: Annotated[
-        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")
+        str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
     ] = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     maxsize: Annotated[
@@ -49,6 +87,7 @@ def main(
             "--maxsize",
             envvar="ASYNCQ_MAXSIZE",
             min=0,
+            metavar="N",
             help="Wait while the queue holds this many items (0: unbounded).",
         ),
     ] = 0,
@@ -57,7 +96,9 @@ def main(
         typer.Option(
             "--wait/--no-wait",
             envvar="ASYNCQ_WAIT",
-            help="Wait until consumers anywhere have processed everything (join).",
+            metavar="",
+            help="Wait until consumers anywhere have processed everything (join), saying what it waits for; "
+            "--no-wait: return once the items are in the queue.",
         ),
     ] = True,
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
@@ -67,7 +108,8 @@ def main(
     tls_cert: opt.TlsCert = None,
     tls_key: opt.TlsKey = None,
 ) -> None:
-    """Put COUNT random hex items on the queue, like the seed's producers, and report the rate."""
+    """Put COUNT items (random hex strings) on the queue, report the rate, and by default wait until they are
+    processed."""
     configure(verbose=verbose, fmt=log_format)
     config = ProduceConfig(count=count, producers=producers, rate=rate, size=size, batch=batch, wait=wait)
     tls = opt.tls_options(tls_ca, tls_cert, tls_key)
@@ -76,23 +118,29 @@ def main(
         async with opened(queue, redis_url, tls, maxsize=maxsize, max_item_bytes=max_item_bytes) as q:
             if sys.stderr.isatty() and not verbose and log_format is LogFormat.text:
                 with Progress(
-                    TextColumn("[bold]producing"),
+                    TextColumn("[bold]{task.description}"),
                     BarColumn(),
                     MofNCompleteColumn(),
                     TaskProgressColumn(),
-                    TextColumn("{task.fields[rate]} items/s"),
+                    TextColumn("{task.fields[note]}"),
                     TimeRemainingColumn(),
                     transient=True,
                 ) as bar:
-                    task = bar.add_task("put", total=count, rate="-")
+                    put = bar.add_task("producing", total=count, note="- items/s")
+                    processed: list[TaskID] = []
 
                     def advance(n: int) -> None:
-                        bar.advance(task, n)
-                        speed = bar.tasks[task].speed
-                        bar.update(task, rate=f"{speed:,.0f}" if speed else "-")
+                        bar.advance(put, n)
+                        speed = bar.tasks[put].speed
+                        bar.update(put, note=f"{speed:,.0f} items/s" if speed else "- items/s")
 
-                    return await produce(q, config, advance)
-            return await produce(q, config)
+                    def waiting(state: Waiting) -> None:
+                        if not processed:
+                            processed.append(bar.add_task("processed", total=count, note=""))
+                        bar.update(processed[0], completed=state.done, note=f"{state.unfinished:,} to go; {state.who}")
+
+                    return await produce(q, config, advance, waiting)
+            return await produce(q, config, waiting=WaitLines())
 
     result = run(go(), url=redis_url)
     line = (

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from asyncq.cli.logs import ITEMS
 from asyncq.core.queue import RedisQueue
@@ -24,6 +27,30 @@ class ProduceConfig:
     size: int = 10
     batch: int = 100
     wait: bool = True
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a producer that waits for its items sees: the queue's ``unfinished`` counter (what ``join()``
+    waits for, items of every producer) and how many consumers have a live heartbeat."""
+
+    count: int
+    unfinished: int
+    consumers: int
+
+    @property
+    def done(self) -> int:
+        return min(self.count, max(0, self.count - self.unfinished))
+
+    @property
+    def who(self) -> str:
+        if self.consumers == 0:
+            return "no consumer is running"
+        return f"{self.consumers} consumer{'' if self.consumers == 1 else 's'} running"
+
+    def line(self) -> str:
+        done, left = f"{self.done:,} done", f"{self.unfinished:,} to go"
+        return f"waiting for {self.count:,} items to be processed: {done}, {left}; {self.who}"
 
 
 @dataclass(frozen=True)
@@ -49,9 +76,13 @@ def shares(count: int, producers: int) -> list[int]:
 
 
 async def produce(
-    queue: RedisQueue, config: ProduceConfig, progress: Callable[[int], None] = lambda n: None
+    queue: RedisQueue,
+    config: ProduceConfig,
+    progress: Callable[[int], None] = lambda n: None,
+    waiting: Callable[[Waiting], None] = lambda w: None,
 ) -> ProduceResult:
-    """Put ``config.count`` items; with ``config.wait``, then wait until consumers processed all of them."""
+    """Put ``config.count`` items; with ``config.wait``, then wait until consumers processed all of them,
+    telling ``waiting`` what it waits for when it starts and about every second after."""
     limiter = RateLimiter(config.rate) if config.rate > 0 else None
     verbose = items_log.isEnabledFor(logging.INFO)
 
@@ -77,6 +108,37 @@ async def produce(
     produced = time.perf_counter() - start
     joined_after = None
     if config.wait:
-        await queue.join()
+        await wait_processed(queue, config.count, waiting)
         joined_after = time.perf_counter() - start
     return ProduceResult(config.count, produced, joined_after)
+
+
+async def observe(queue: RedisQueue, count: int) -> Waiting:
+    """The unfinished counter and the live consumers (heartbeat keys, found with SCAN)."""
+    unfinished = await queue.unfinished()
+    consumers = 0
+    async for _ in queue.redis.scan_iter(match=queue.keys.heartbeat_pattern, count=1000):
+        consumers += 1
+    return Waiting(count, unfinished, consumers)
+
+
+async def wait_processed(
+    queue: RedisQueue, count: int, waiting: Callable[[Waiting], None], interval: float = 1.0
+) -> None:
+    """``queue.join()``, and meanwhile a look at what it waits for every ``interval`` seconds.
+
+    join() itself is woken by Redis; the looks are only for the person watching, and a failed one is skipped
+    (join() reports and rides out an outage).
+    """
+    joined = asyncio.create_task(queue.join())
+    try:
+        while not joined.done():
+            with contextlib.suppress(RedisError, OSError):
+                waiting(await observe(queue, count))
+            await asyncio.wait({joined}, timeout=interval)
+    finally:
+        if not joined.done():
+            joined.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await joined
+    joined.result()

@@ -31,7 +31,9 @@ def _options(log_format: opt.LogFormatOpt = LogFormat.text) -> None:
     configure(verbose=False, fmt=log_format)
 
 
-Queue = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, help="Queue name.")]
+Queue = Annotated[
+    str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", callback=queue_name, metavar="NAME", help="Queue name.")
+]
 
 
 async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
@@ -46,19 +48,28 @@ async def _client(url: str, tls: TLSOptions | None = None) -> aioredis.Redis:
 
 @app.command()
 def demo(
-    producers: Annotated[int, typer.Option("--producers", "-p", min=1, help="Producer processes.")] = 2,
-    consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, help="Consumer processes.")] = 3,
+    producers: Annotated[int, typer.Option("--producers", "-p", min=1, metavar="N", help="Producer processes.")] = 2,
+    consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, metavar="N", help="Consumer processes.")] = 3,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, help="Coroutines per consumer [default: 4; quick 10].")
+        int | None,
+        typer.Option("--concurrency", min=1, metavar="N", help="Coroutines per consumer (4; --quick: 10)."),
     ] = None,
-    count: Annotated[int | None, typer.Option("--count", "-n", min=1, help="Items [default: 450; quick 300].")] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, metavar="N", help="Items (450; --quick: 300).")
+    ] = None,
     work: Annotated[
-        str | None, typer.Option("--work", help="Seconds of work per item, MIN-MAX [default: 0.1-0.5; quick 0-0.1].")
+        str | None,
+        typer.Option(
+            "--work",
+            metavar="SECONDS|MIN-MAX",
+            help="Work per item: a sleep of SECONDS, or between MIN and MAX (0.1-0.5; --quick: 0-0.1).",
+        ),
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", min=0, help="Items/s in all, 0: no cap [default: 30; quick 0].")
+        float | None,
+        typer.Option("--rate", min=0, metavar="ITEMS/S", help="Items/s in all, 0: no cap (30; --quick: 0)."),
     ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The short run: no kill, no failures.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", metavar="", help="The short run: no kill, no failures.")] = False,
     queue: Queue = "asyncq-demo",
     verbose: opt.Verbose = False,
 ) -> None:
@@ -90,7 +101,7 @@ def demo(
 def stats(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object, for scripts.")] = False,
 ) -> None:
     """One snapshot of the queue: depth, ages, consumers, retries, dead letters, counters."""
 
@@ -114,12 +125,22 @@ def stats(
 def watch(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Seconds between refreshes.")
+    ] = 1.0,
 ) -> None:
-    """A live dashboard of the queue, refreshed every second; Ctrl-C to leave."""
+    """A live dashboard of the queue, refreshed every second; Ctrl-C to leave.
+
+    Redis must answer at start (else exit 1, like stats); after that an outage is shown and waited out.
+    """
     from asyncq.tools.dashboard import watch as watch_queue
 
-    run(watch_queue(redis_url, queue, interval, Console()), url=redis_url)
+    async def go() -> None:
+        client = await _client(redis_url)
+        await client.aclose()
+        await watch_queue(redis_url, queue, interval, Console())
+
+    run(go(), url=redis_url)
 
 
 @app.command()
@@ -127,9 +148,14 @@ def health(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
     host: Annotated[
-        str | None, typer.Option("--host", help="Consumer host to look for [default: this host's name].")
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", show_default="this host's name", help="Host name of the consumer to look for."
+        ),
     ] = None,
-    consumer: Annotated[str | None, typer.Option("--consumer", help="A consumer id to look for.")] = None,
+    consumer: Annotated[
+        str | None, typer.Option("--consumer", metavar="ID", help="A consumer id to look for (overrides --host).")
+    ] = None,
 ) -> None:
     """Exit 0 if Redis answers and a consumer of this host (or --consumer) has a live heartbeat; else 1."""
     wanted_host = host or socket.gethostname()
@@ -155,8 +181,8 @@ def health(
 def dead_list(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="Newest N only (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Newest N only (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="JSON lines, for scripts.")] = False,
 ) -> None:
     """List dead letters, newest first: id, time, reason and the item's payload."""
 
@@ -181,8 +207,10 @@ def dead_list(
 
 @dead_app.command("requeue")
 def dead_requeue(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the dead letters to requeue.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Requeue every dead letter.")] = False,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the dead letters to requeue.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", metavar="", help="Requeue every dead letter.")] = False,
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
 ) -> None:
@@ -209,7 +237,7 @@ def dead_requeue(
 def dead_purge(
     queue: Queue = opt.DEFAULT_QUEUE,
     redis_url: opt.RedisUrl = opt.DEFAULT_URL,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every dead letter of the queue."""
     if not yes and not typer.confirm(f"Delete every dead letter of queue {queue}?"):

@@ -14,26 +14,40 @@ RedisUrl = Annotated[
     typer.Option(
         "--redis-url",
         envvar="REDIS_URL",
-        help="Redis URL: redis://[[user]:password@]host:port/db, rediss:// for TLS.",
+        metavar="URL",
+        help="Redis URL: redis://HOST:PORT/DB, with a password redis://:PASSWORD@HOST:PORT/DB "
+        "(redis://USER:PASSWORD@... for an ACL user), rediss://... for TLS.",
         show_default=True,
     ),
 ]
-QueueName = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", help="Queue name.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", envvar="ASYNCQ_VERBOSE", help="Print a line per item.")]
-LogFormatOpt = Annotated[
-    LogFormat, typer.Option("--log-format", envvar="ASYNCQ_LOG_FORMAT", help="Log lines as text or JSON.")
+QueueName = Annotated[str, typer.Option("--queue", envvar="ASYNCQ_QUEUE", metavar="NAME", help="Queue name.")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", envvar="ASYNCQ_VERBOSE", metavar="", help="Print a line per item.")
 ]
-TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="ASYNCQ_TLS_CA", help="CA bundle for rediss:// URLs.")]
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option("--log-format", envvar="ASYNCQ_LOG_FORMAT", metavar="text|json", help="Log lines as text or JSON."),
+]
+TlsCa = Annotated[
+    str | None, typer.Option("--tls-ca", envvar="ASYNCQ_TLS_CA", metavar="FILE", help="CA bundle for rediss:// URLs.")
+]
 TlsCert = Annotated[
     str | None,
-    typer.Option("--tls-cert", envvar="ASYNCQ_TLS_CERT", help="Client certificate for rediss:// URLs."),
+    typer.Option("--tls-cert", envvar="ASYNCQ_TLS_CERT", metavar="FILE", help="Client certificate for rediss:// URLs."),
 ]
 TlsKey = Annotated[
-    str | None, typer.Option("--tls-key", envvar="ASYNCQ_TLS_KEY", help="Client key for rediss:// URLs.")
+    str | None,
+    typer.Option("--tls-key", envvar="ASYNCQ_TLS_KEY", metavar="FILE", help="Client key for rediss:// URLs."),
 ]
 MaxItemBytes = Annotated[
     int,
-    typer.Option("--max-item-bytes", envvar="ASYNCQ_MAX_ITEM_BYTES", min=64, help="Largest envelope accepted, bytes."),
+    typer.Option(
+        "--max-item-bytes",
+        envvar="ASYNCQ_MAX_ITEM_BYTES",
+        min=64,
+        metavar="BYTES",
+        help="Largest item accepted, in bytes of its JSON envelope.",
+    ),
 ]
 
 DEFAULT_URL = "redis://localhost:6379/0"

@@ -120,6 +120,19 @@ def connect(
         raise RedisUnavailable(url, f"invalid URL ({exc})") from exc
 
 
+def blocking_client(client: aioredis.Redis, block_timeout: float) -> aioredis.Redis:
+    """A client of one connection of its own, like ``client``, for a blocking pop of ``block_timeout``
+    seconds: its socket timeout stays above the pop's server-side timeout (pitfall 1), and it never waits
+    for a connection of the shared pool."""
+    pool = client.connection_pool
+    options = dict(pool.connection_kwargs)
+    options["socket_timeout"] = block_timeout + 10.0
+    return aioredis.Redis(
+        connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options),
+        single_connection_client=True,
+    )
+
+
 def error_code(exc: BaseException) -> str:
     """The reply's error code (``READONLY``, ``NOPERM``, ...): redis-py strips it from the message of some
     replies and keeps it in ``status_code``."""

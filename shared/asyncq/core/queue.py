@@ -19,15 +19,15 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from asyncq.consuming.session import Consuming
+from asyncq.consuming.session import ConsumerSession
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.core.backoff import Outage
-from asyncq.core.batcher import Batcher
-from asyncq.core.connection import TLSOptions, connect, is_out_of_memory, is_transient, resolve_url
+from asyncq.core.connection import TLSOptions, connect, is_transient, resolve_url
 from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
 from asyncq.core.keys import Keys
+from asyncq.core.producing import Puts
 from asyncq.core.retries import RetryPolicy
 from asyncq.core.scripts import Scripts
 
@@ -76,25 +76,22 @@ class RedisQueue:
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()
         self._concurrency = 0
-        # A put refused because Redis is out of memory waits for consumers to free some, like one that
-        # waits for room under maxsize: it is never dropped.
-        self._puts: Batcher[bytes] = Batcher(
-            "put",
-            self._send_puts,
-            wait_room=self._wait_room,
-            max_batch=1000,
-            transient=lambda exc: is_transient(exc) or is_out_of_memory(exc),
+        self._events = Events(self._client, self.keys.events)
+        self._puts = Puts(
+            client=self._client,
+            scripts=self._scripts,
+            keys=self.keys,
+            producer_id=self.consumer_id,
+            maxsize=maxsize,
+            events=self._events,
         )
-        self._producer_key = self.keys.producer(self.consumer_id)
-        self._produced = False
-        self._events: Events | None = None
-        self._consuming: Consuming | None = None
+        self._consuming: ConsumerSession | None = None
         self._closed = False
 
     @property
     def in_progress(self) -> int:
         """Items this process got and has not yet marked done."""
-        return len(self._consuming.in_progress) if self._consuming is not None else 0
+        return len(self._consuming.holdings) if self._consuming is not None else 0
 
     @property
     def concurrency(self) -> int:
@@ -137,29 +134,14 @@ class RedisQueue:
         """
         self._check_not_closed()
         raw = encode(item, max_bytes=self.max_item_bytes)
-        future = self._puts.submit(raw)
-        assert future is not None
-        await future
+        await self._puts.submit(raw)
 
     async def put_many(self, items: Iterable[Any]) -> int:
         """Put several items, in order, in as few round trips as possible. Returns how many."""
         self._check_not_closed()
         raws = [encode(item, max_bytes=self.max_item_bytes) for item in items]
-        futures = [self._puts.submit(raw) for raw in raws]
-        await asyncio.gather(*(f for f in futures if f is not None))
+        await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
         return len(raws)
-
-    async def _send_puts(self, raws: list[bytes], seq: int) -> int:
-        self._produced = True
-        return await self._scripts.put(self.consumer_id, seq, raws, self.maxsize)
-
-    async def _wait_room(self) -> None:
-        events = await self._ensure_events()
-        events.space.clear()
-        if await self.full():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await events.space.wait()
 
     # -- consuming ---------------------------------------------------------------------------------------
 
@@ -180,13 +162,14 @@ class RedisQueue:
         """
         if self._consuming is None:
             raise ValueError("task_done() called more times than there were items got")
-        self._consuming.ack(self._consuming.pop_unmarked())
+        holdings = self._consuming.holdings
+        holdings.done(holdings.oldest_unmarked())
 
     def ack(self, message: Message) -> None:
         """Mark ``message`` done (``task_done()`` for a particular message)."""
         if self._consuming is None:
             raise ValueError("task_done() called more times than there were items got")
-        self._consuming.ack(message)
+        self._consuming.holdings.done(message)
 
     async def retry(self, message: Message, delay: float | None = None) -> bool:
         """Give ``message`` back for another attempt after ``delay`` seconds (default: the retry policy's
@@ -204,9 +187,9 @@ class RedisQueue:
         """Move ``message`` to the dead letters with ``reason``; it counts as done for ``join()``."""
         return await self._consumer().dead_letter(message, reason, failed=failed)
 
-    def _consumer(self) -> Consuming:
+    def _consumer(self) -> ConsumerSession:
         if self._consuming is None:
-            self._consuming = Consuming(
+            self._consuming = ConsumerSession(
                 client=self._client,
                 scripts=self._scripts,
                 keys=self.keys,
@@ -226,8 +209,9 @@ class RedisQueue:
     async def join(self) -> None:
         """Wait until every item put under this name, by any process, has been marked done."""
         if self._consuming is not None:
-            await self._consuming.acks.flush()
-        events = await self._ensure_events()
+            await self._consuming.holdings.acks.flush()
+        events = self._events
+        await events.ensure_listening()
         outage = Outage("join", log)
         while True:
             events.done.clear()
@@ -257,13 +241,13 @@ class RedisQueue:
         return await self.qsize() == 0
 
     async def full(self) -> bool:
-        return self.maxsize > 0 and await self.qsize() >= self.maxsize
+        return await self._puts.full()
 
     async def flush(self) -> None:
         """Wait until every put and acknowledgement made so far has reached Redis."""
         await self._puts.flush()
         if self._consuming is not None:
-            await self._consuming.acks.flush()
+            await self._consuming.holdings.acks.flush()
 
     # -- closing -----------------------------------------------------------------------------------------
 
@@ -281,21 +265,10 @@ class RedisQueue:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._puts.flush()
-        dropped = self._puts.fail_all(QueueClosed("the queue was closed before the put reached Redis"))
-        if dropped:
-            log.error("%d put(s) could not reach Redis before close()", dropped)
-        elif self._produced:
-            # Every batch was answered: nothing can be resent, so the record of the last one can go.
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self._client.delete(self._producer_key)
+        await self._puts.close(timeout)
         if self._consuming is not None:
             await self._consuming.close()
-        if self._events is not None:
-            await self._events.close()
+        await self._events.close()
         if self._owns_client:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
@@ -305,9 +278,3 @@ class RedisQueue:
     def _check_not_closed(self) -> None:
         if self._closed:
             raise QueueClosed("the queue is closed")
-
-    async def _ensure_events(self) -> Events:
-        if self._events is None:
-            self._events = Events(self._client, self.keys.events)
-        await self._events.ensure_listening()
-        return self._events

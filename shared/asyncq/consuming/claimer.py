@@ -1,0 +1,123 @@
+"""The Redis side of claiming: a FETCH script for a batch, else one bounded blocking pop on a connection of
+its own, which ``CLIENT UNBLOCK`` ends at once on stop (never a cancel: see the redis-py pitfalls).
+
+Every claimed item is in this consumer's processing list before it is returned, so a crash at any point
+leaves it where recovery finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from asyncq.core.connection import blocking_client
+from asyncq.core.keys import Keys
+from asyncq.core.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class Claimer:
+    """Claims for consumer ``consumer_id``; a blocking pop waits at most ``block_timeout`` seconds."""
+
+    def __init__(self, *, client: aioredis.Redis, scripts: Scripts, keys: Keys, consumer_id: str, block_timeout: float):
+        self._client = client
+        self._scripts = scripts
+        self._keys = keys
+        self._consumer_id = consumer_id
+        self._processing = keys.processing(consumer_id)
+        self.block_timeout = block_timeout
+        self._blocking = blocking_client(client, block_timeout)
+        self._blocked_id: int | None = None  # CLIENT ID of the blocking connection, to unblock it on stop
+        self._blocked_until: float | None = None  # monotonic end of the blocking pop in progress
+        self._retry_due: float | None = None  # monotonic time our earliest scheduled retry falls due
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._wrong_type_reported = False
+
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[bytes]:
+        """Up to ``want`` items: a non-blocking batch, else the one item of a bounded blocking pop.
+
+        The popped item is handed out at once rather than after a second round trip for more: on a queue
+        that was empty, that round trip is most of the item's latency, and the next pass claims the rest.
+        """
+        fetched = await self._scripts.fetch(self._consumer_id, want)
+        if fetched.raws:
+            return fetched.raws
+        wait = self.block_timeout if fetched.next_due is None else fetched.next_due
+        if self._blocked_id is None:
+            self._blocked_id = int(await self._blocking.client_id())
+        if stopping.is_set():
+            return []
+        # No await from here to the pop: a retry scheduled meanwhile either shortens this timeout or, once
+        # _blocked_until is set, unblocks the pop (due_in).
+        now = time.monotonic()
+        if self._retry_due is not None and self._retry_due <= now:
+            self._retry_due = None
+        local = self._retry_due - now if self._retry_due is not None else self.block_timeout
+        timeout = max(0.01, min(self.block_timeout, wait, local))
+        self._blocked_until = time.monotonic() + timeout
+        try:
+            raw = await self._blocking.blmove(
+                self._keys.queue,
+                self._processing,
+                timeout,  # type: ignore[arg-type]  # Redis takes fractional seconds
+                "RIGHT",
+                "LEFT",
+            )
+        finally:
+            self._blocked_until = None
+        return [raw] if isinstance(raw, bytes) else []
+
+    def connection_lost(self) -> None:
+        """After a failure the blocking connection may be a new one, with a new CLIENT ID."""
+        self._blocked_id = None
+
+    async def processing(self) -> set[bytes]:
+        """What our processing list holds now."""
+        return {r for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
+
+    async def unblock(self) -> None:
+        """End a blocking pop in progress at once (it returns as if timed out) instead of cancelling it."""
+        if self._blocked_id is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._client.client_unblock(self._blocked_id)
+
+    def due_in(self, seconds: float) -> None:
+        """A retry of ours falls due in ``seconds``: end a blocking pop that would outlast it."""
+        due = time.monotonic() + seconds
+        self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
+        if self._blocked_until is not None and time.monotonic() + seconds < self._blocked_until - 0.05:
+            task = asyncio.create_task(self.unblock(), name="asyncq-unblock")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def report_wrong_type(self) -> None:
+        """Name, once per outage, a key of ours that another program filled with the wrong type."""
+        if self._wrong_type_reported:
+            return
+        self._wrong_type_reported = True
+        expected = {self._keys.queue: b"list", self._processing: b"list", self._keys.delayed: b"zset"}
+        for key, kind in expected.items():
+            with contextlib.suppress(RedisError, OSError):
+                actual = await self._client.type(key)
+                if actual not in (kind, b"none"):
+                    log.error(
+                        "key %s holds a %s, not a %s: another program wrote it; consuming waits until it "
+                        "is fixed or deleted",
+                        key,
+                        actual.decode() if isinstance(actual, bytes) else actual,
+                        kind.decode(),
+                    )
+
+    def claimed(self) -> None:
+        """A claim succeeded: a wrong type reported before is reported again if it comes back."""
+        self._wrong_type_reported = False
+
+    async def close(self) -> None:
+        await self._blocking.aclose(close_connection_pool=True)  # the pool is ours, made for this client

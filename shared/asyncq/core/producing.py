@@ -1,0 +1,84 @@
+"""The producing side of a RedisQueue: puts gathered into batches (group commit), one PUT script per batch.
+
+A batch whose reply was lost is resent as it was, with its sequence number, and the PUT script recognises it
+(``asyncq.core.scripts``): a put the library retries never enqueues twice. A put that finds no room (under
+``maxsize``, or Redis out of memory) waits, woken by the queue's ``space`` notification; it is never
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from asyncq.core.batcher import Batcher
+from asyncq.core.connection import is_out_of_memory, is_transient
+from asyncq.core.errors import QueueClosed
+from asyncq.core.events import Events
+from asyncq.core.keys import Keys
+from asyncq.core.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class Puts:
+    """Sends the puts of producer ``producer_id``; ``maxsize`` bounds the items waiting (0: none)."""
+
+    def __init__(
+        self, *, client: aioredis.Redis, scripts: Scripts, keys: Keys, producer_id: str, maxsize: int, events: Events
+    ) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._keys = keys
+        self._producer_id = producer_id
+        self.maxsize = maxsize
+        self._events = events
+        self._sent_any = False
+        self._batcher: Batcher[bytes] = Batcher(
+            "put",
+            self._send,
+            wait_room=self._wait_room,
+            max_batch=1000,
+            transient=lambda exc: is_transient(exc) or is_out_of_memory(exc),
+        )
+
+    def submit(self, raw: bytes) -> asyncio.Future[None]:
+        future = self._batcher.submit(raw)
+        assert future is not None
+        return future
+
+    async def flush(self) -> None:
+        await self._batcher.flush()
+
+    async def full(self) -> bool:
+        return self.maxsize > 0 and int(await self._client.llen(self._keys.queue)) >= self.maxsize
+
+    async def close(self, timeout: float) -> None:
+        """Send what can be sent within ``timeout``; fail the rest with ``QueueClosed``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._batcher.flush()
+        dropped = self._batcher.fail_all(QueueClosed("the queue was closed before the put reached Redis"))
+        if dropped:
+            log.error("%d put(s) could not reach Redis before close()", dropped)
+        elif self._sent_any:
+            # Every batch was answered: nothing can be resent, so the record of the last one can go.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._client.delete(self._keys.producer(self._producer_id))
+
+    async def _send(self, raws: list[bytes], seq: int) -> int:
+        self._sent_any = True
+        return await self._scripts.put(self._producer_id, seq, raws, self.maxsize)
+
+    async def _wait_room(self) -> None:
+        await self._events.ensure_listening()
+        self._events.space.clear()
+        if await self.full():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._events.space.wait()
