@@ -1,5 +1,6 @@
-"""The dashboard: rendered to a fixed-size virtual terminal, live through a Redis restart, ``asyncq watch`` as a
-process (a pipe, and a real terminal under tmux), and ``asyncq demo`` showing it and its final table."""
+"""The dashboard: rendered to fixed-size virtual terminals (120, 80, 60 columns), live through a Redis restart,
+``asyncq watch`` as a process (a pipe at 80 columns, and a real terminal under tmux), ``asyncq stats`` with no
+consumer and ``asyncq dead-letters list`` at 80 columns. The demo has its own tests (test_demo.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ from rich.console import Console, RenderableType
 from asyncq import RedisQueue
 from asyncq.core.histogram import Histogram
 from asyncq.tools import snapshot
-from asyncq.tools.dashboard import History, render_snapshot, sparkline, watch
+from asyncq.tools.dashboard import watch
 from asyncq.tools.embedded import EmbeddedRedis
+from asyncq.tools.layout import abbreviate
+from asyncq.tools.render import CONSUMER_COLUMNS, History, render_snapshot, sparkline
 from asyncq.tools.snapshot import ConsumerView, Snapshot
 from tests.procs import cli, env, run
 
 RULE = "─" * 120
+HEADERS = [c.header for c in CONSUMER_COLUMNS]
 
 
 def screen(renderable: RenderableType, width: int = 120, height: int = 40) -> str:
@@ -46,13 +50,29 @@ def figure(text: str, label: str) -> str:
     return str(found[-1])
 
 
-def consumer_rows(text: str) -> list[list[str]]:
-    """The cells of the rows of the consumers table."""
-    return [
-        [cell.strip() for cell in line.strip("│ ").split("│")]
-        for line in text.splitlines()
-        if line.startswith("│") and not line.startswith("│ host")
-    ]
+def table_rows(text: str, first: str) -> list[dict[str, str]]:
+    """The rows of the boxed table whose first header is ``first``, as {header: cell}."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith(f"┃ {first}"))
+    headers = [cell.strip() for cell in lines[head].strip("┃").split("┃")]
+    rows = []
+    for line in lines[head + 1 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            rows.append(dict(zip(headers, (cell.strip() for cell in line.strip("│").split("│")), strict=True)))
+    return rows
+
+
+def consumer_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the (last) consumers table."""
+    last = text.rindex("live consumer(s)")
+    return table_rows(text[last:], "host")
+
+
+def shown_headers(text: str, first: str = "host") -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"┃ {first}"))
+    return [cell.strip() for cell in line.strip("┃").split("┃")]
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -88,9 +108,9 @@ async def test_render_shows_the_figures_of_a_real_queue(redis: aioredis.Redis, r
     assert figure(text, "total dead") == "1"
     assert "1 live consumer" in text
     [row] = consumer_rows(text)
-    host, pid, _concurrency, in_progress, claimed, processed, failed = row[:7]
-    assert (pid, in_progress, claimed, processed, failed) == (str(os.getpid()), "1", "1", "2", "1")
-    assert host == snap.consumers[0].host
+    wanted = {"pid": str(os.getpid()), "in prog": "1", "claimed": "1", "processed": "2", "failed": "1"}
+    assert {k: row[k] for k in wanted} == wanted
+    assert row["host"] == abbreviate(snap.consumers[0].host, 20)
     assert len(text.splitlines()) <= 40
     assert all(len(line) <= 120 for line in text.splitlines())
 
@@ -121,7 +141,9 @@ def test_history_gives_throughput_and_the_recent_latency() -> None:
     assert figure(text, "items in") == "100.0/s"
     assert figure(text, "items out") == "60.0/s"
     assert "peak 100/s" in text
-    assert re.search(r"last 60 s, 50 items\): p50 [34]\.\d\d ms · p99 [34]\.\d\d ms", text), text
+    assert re.search(r"latency p50 [34]\.\d\d ms · p99 [34]\.\d\d ms \(enqueue to start; 50 items, last 60 s", text), (
+        text
+    )
     in_line = next(line for line in text.splitlines() if line.startswith("items in"))
     assert "▄█" in in_line  # 50/s then 100/s, scaled to the peak
 
@@ -130,6 +152,58 @@ def test_history_gives_throughput_and_the_recent_latency() -> None:
     history.add(_snap(1070.0, 10, 5, fast))
     assert len(history) == 3  # 1003 (the window's start, 1010, lies after it), 1060, 1070
     assert history.rates() == ([200 / 57, 0.0], [240 / 57, 0.0])
+
+
+def _busy_snapshot(at: float, processed: int) -> Snapshot:
+    """Three consumers with 7-digit pids, a long host name and large counts: what breaks narrow layouts."""
+    latency = Histogram()
+    for n in range(1, 200):
+        latency.record(n / 1000)
+    views = [
+        ConsumerView(
+            f"c{n}", "build-runner-eu-west-1-0042", 2950000 + n, 50, 48, 96, 1_234_567 + n, 8_765, 0.25, latency
+        )
+        for n in range(3)
+    ]
+    totals = {"enqueued": 9_999_999, "processed": processed, "failed": 251, "retried": 244, "dead": 7, "recovered": 3}
+    return Snapshot("orders", at, 123_456, 3.2, 144, 11, 7, 123_999, totals, views, orphaned=12)
+
+
+@pytest.mark.parametrize("width", [120, 80, 60])
+def test_every_figure_readable_at_the_width(width: int) -> None:
+    history = History()
+    for t in range(30):
+        history.add(_busy_snapshot(1000.0 + t, 5_000_000 + 150 * t))
+    text = screen(render_snapshot(_busy_snapshot(1030.0, 5_004_500), history, source="redis://10.0.0.7:6379/0"), width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines), text
+    # Figures whole: no number cut short.
+    assert figure(text, "waiting (depth)") == "123,456"
+    assert figure(text, "total enqueued") == "9,999,999"
+    assert figure(text, "orphaned (awaiting recovery)") == "12"
+    assert figure(text, "items in") == "0.0/s"
+    assert figure(text, "items out") == "150.0/s"
+    assert "peak 150/s" in text
+    # The consumers table: whole columns are left out, least important first (latencies, then conc, failed).
+    shown = shown_headers(text)
+    by_rank = [c.header for c in sorted(CONSUMER_COLUMNS, key=lambda c: c.rank)]
+    assert shown == [h for h in HEADERS if h in by_rank[: len(shown)]], shown
+    assert len(shown) == {120: 10, 80: 6, 60: 4}[width], shown
+    rows = consumer_rows(text)
+    assert [row["pid"] for row in rows] == ["2950000", "2950001", "2950002"]
+    assert [row["processed"] for row in rows if "processed" in row] in ([], ["1,234,567", "1,234,568", "1,234,569"])
+    assert all(row["host"] == "build-runner-eu-wes…" for row in rows)  # a name may be abbreviated, numbers never
+    assert text.count("…") == 3, text
+
+
+def test_no_latency_without_measurements_is_a_dash() -> None:
+    totals = dict.fromkeys(snapshot.TOTALS, 0)
+    empty = Snapshot("q", 1000.0, 5, 1.0, 0, 0, 0, 5, totals, [])
+    text = screen(render_snapshot(empty), 80)
+    assert "latency - " in text
+    assert "0.00 ms" not in text
+    text = screen(render_snapshot(empty, History()), 80)
+    assert "latency - " in text and "0.00 ms" not in text
 
 
 def test_sparkline() -> None:
@@ -205,7 +279,7 @@ def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(
             [cli("asyncq"), "watch", "--queue", queue_name, "--interval", "0.2"],
-            env=env(REDIS_URL=redis_url, COLUMNS="120"),
+            env=env(REDIS_URL=redis_url, COLUMNS="80"),
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -224,12 +298,14 @@ def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
     stderr = err_path.read_text()
     assert code == 0, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    last = out_path.read_text().split(RULE)[-2]
+    text = out_path.read_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    last = text.split("─" * 80)[-2]
     assert figure(last, "waiting (depth)") == "7"
     assert figure(last, "unfinished (join)") == "9"
     [row] = consumer_rows(last)
-    assert row[1] == str(consumer.pid)
-    assert row[2:4] == ["2", "2"]  # concurrency, in progress
+    assert (row["pid"], row["in prog"], row["claimed"]) == (str(consumer.pid), "2", "2")
+    assert "…" not in last.replace(row["host"], "")  # nothing but a long host name is abbreviated
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -242,7 +318,7 @@ def test_watch_in_a_terminal_under_tmux(
     command = (
         f"env REDIS_URL={redis_url} {cli('asyncq')} watch --queue {queue_name} --interval 0.2; echo EXIT=$?; sleep 60"
     )
-    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "40", command], check=True, env=env())
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "40", command], check=True, env=env())
 
     def capture() -> str:
         return subprocess.run(
@@ -257,9 +333,9 @@ def test_watch_in_a_terminal_under_tmux(
         text = capture()
         assert figure(text, "waiting (depth)") == "7"
         assert figure(text, "total enqueued") == "9"
-        assert any(row[1] == str(consumer.pid) for row in consumer_rows(text)), text
+        assert any(row["pid"] == str(consumer.pid) for row in consumer_rows(text)), text
         assert text.count("waiting (depth)") == 1  # refreshed in place, not scrolled
-        assert all(len(line) <= 100 for line in text.splitlines())
+        assert all(len(line) <= 80 for line in text.splitlines())
         subprocess.run([*tmux, "send-keys", "C-c"], check=True)
         deadline = time.monotonic() + 15
         while "EXIT=" not in capture():
@@ -273,28 +349,41 @@ def test_watch_in_a_terminal_under_tmux(
         subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
 
 
-# -- the demo ---------------------------------------------------------------------------------------
+# -- stats and dead letters as processes, 80 columns on a pipe ----------------------------------------
 
 
-def test_demo_shows_the_dashboard_and_a_final_table() -> None:
-    done = subprocess.run(
-        [cli("asyncq"), "demo", "--count", "60", "--work", "0", "--consumers", "2"],
-        env=env(COLUMNS="200"),  # no REDIS_URL: the demo starts its own redis-server
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    out = done.stdout
-    dashboard, _, final = out.partition("60 items, 2 producer and 2 consumer processes")
-    assert final, out
-    assert "queue 'asyncq-demo'" in dashboard
-    assert figure(dashboard, "total processed") == "60"
-    assert figure(dashboard, "unfinished (join)") == "0"
-    rows = consumer_rows(final)
-    per_consumer = {row[0]: int(row[1]) for row in rows if row[0] != "all"}
-    assert len(per_consumer) == 2, final
-    assert sum(per_consumer.values()) == 60
-    assert [int(row[1]) for row in rows if row[0] == "all"] == [60]
+def test_stats_with_no_consumer_at_80_columns(redis_url: str, queue_name: str) -> None:
+    put = run("producer", "--queue", queue_name, "--count", "5", "--no-wait", redis_url=redis_url, timeout=30)
+    assert put.returncode == 0, put.stderr
+    done = run("asyncq", "stats", "--queue", queue_name, redis_url=redis_url, COLUMNS="80")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert figure(text, "waiting (depth)") == "5"
+    [latency] = [line for line in text.splitlines() if line.startswith("latency")]
+    assert latency.startswith("latency - ") and "ms" not in latency, latency  # a dash, not p50 0.00 ms
+    assert "0 live consumer(s)" in text
+
+
+async def test_dead_letters_list_shows_the_payload_at_80_columns(redis_url: str, queue_name: str) -> None:
+    async with RedisQueue(queue_name, url=redis_url) as q:
+        await q.put({"user": 42, "action": "resize", "path": "/photos/2024/summer/beach-sunset-0001.jpg"})
+        await q.put({"user": 7, "action": "crop"})
+        for reason in ("ValueError: no such image", "failed 5 times; last: TimeoutError"):
+            message = await q.get_message()
+            await q.dead_letter(message, reason)
+        await q.flush()
+    for width in (80, 60):
+        done = await asyncio.to_thread(
+            run, "asyncq", "dead-letters", "list", "--queue", queue_name, redis_url=redis_url, COLUMNS=str(width)
+        )
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
+        assert all(len(line) <= width for line in text.splitlines()), text
+        ids = re.findall(r"^([0-9a-f]{12}-[0-9a-f]{8})  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", text, re.MULTILINE)
+        assert len(ids) == 2, text  # each id whole, on a line of its own with the time
+        assert "reason    ValueError: no such image" in text
+        assert 'payload   {"user": 7, "action": "crop"}' in text
+        flat = " ".join(line.strip() for line in text.splitlines())  # a long payload wraps under its label
+        assert '{"user": 42, "action": "resize", "path": "/photos/2024/summer/beach-sunset-0001.jpg"}' in flat
+        assert "attempts" not in text and "enqueued_at" not in text  # the payload, not the envelope

@@ -34,28 +34,37 @@ def demo(
     producers: Annotated[int, typer.Option("--producers", "-p", min=1, metavar="N", help="Producer processes.")] = 2,
     consumers: Annotated[int, typer.Option("--consumers", "-c", min=1, metavar="N", help="Consumer processes.")] = 3,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, metavar="N", help="Coroutines per consumer.")
-    ] = 10,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, metavar="N", help="Items in total.")] = 300,
+        int | None,
+        typer.Option("--concurrency", min=1, metavar="N", help="Coroutines per consumer (4; --quick: 10)."),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, metavar="N", help="Items (450; --quick: 300).")
+    ] = None,
     work: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--work",
             metavar="SECONDS|MIN-MAX",
-            help="Simulated work per item: a random sleep of SECONDS, or between MIN and MAX seconds.",
+            help="Work per item: a sleep of SECONDS, or between MIN and MAX (0.1-0.5; --quick: 0-0.1).",
         ),
-    ] = "0-0.1",
+    ] = None,
     rate: Annotated[
-        float, typer.Option("--rate", min=0, metavar="ITEMS/S", help="Items/s over all producers (0: no cap).")
-    ] = 0.0,
+        float | None,
+        typer.Option("--rate", min=0, metavar="ITEMS/S", help="Items/s in all, 0: no cap (30; --quick: 0)."),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", metavar="", help="The short run: no kill, no failures.")] = False,
     queue: QueueName = "asyncq-demo",
     verbose: opt.Verbose = False,
 ) -> None:
-    """Run P producer and C consumer processes through one Redis and report what they did.
+    """Run P producer and C consumer processes through one Redis and tell what happens: the work shared, a
+    consumer killed and its items recovered, a retry, a dead letter, join() returning in the producers.
 
     Uses REDIS_URL when set; otherwise starts a private redis-server on a free loopback port.
     """
-    config = DemoConfig(producers, consumers, concurrency, count, work, rate, queue, verbose)
+    given = {"concurrency": concurrency, "count": count, "work": work, "rate": rate}
+    config = DemoConfig.preset(
+        quick=quick, producers=producers, consumers=consumers, queue=queue, verbose=verbose, **given
+    )
     console = Console()
     url = os.environ.get("REDIS_URL")
 

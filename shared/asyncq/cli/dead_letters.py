@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.runner import fail, run
 from asyncq.core.envelope import DeadLetter
 from asyncq.tools import deadletters
+from asyncq.tools.layout import dead_letters_view
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Inspect and recover dead letters.")
 
@@ -25,7 +24,7 @@ def dead_list(
     limit: Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Newest N only (0: all).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="JSON lines, for scripts.")] = False,
 ) -> None:
-    """List dead letters, newest first: id, time, reason, and the start of the item."""
+    """List dead letters, newest first: id, time, reason and the item's payload."""
 
     async def go() -> list[DeadLetter | bytes]:
         client = await conn.client()
@@ -43,16 +42,7 @@ def dead_list(
                 record = {"unreadable": letter.decode("utf-8", "replace")}
             typer.echo(json.dumps(record))
         return
-    table = Table(title=f"dead letters of {conn.queue} ({len(letters)} shown)")
-    for column in ("id", "failed at (UTC)", "reason", "item"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        if isinstance(letter, DeadLetter):
-            when = datetime.fromtimestamp(letter.failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(letter.id, when, letter.reason, letter.envelope[:80])
-        else:
-            table.add_row("?", "", "unreadable record", letter[:80].decode("utf-8", "replace"))
-    Console().print(table)
+    Console().print(dead_letters_view(conn.queue, letters))
 
 
 @dead_letters_app.command("requeue")

@@ -18,7 +18,8 @@ def stop_on_signals(stop: asyncio.Event, *, what: str = "consumer") -> None:
         if stop.is_set():
             log.warning("%s: second %s, exiting now", what, signal.Signals(signum).name)
             os._exit(128 + signum)
-        log.warning("%s: %s received, shutting down gracefully", what, signal.Signals(signum).name)
+        # The normal way to stop a consumer: not a warning (the second signal, which loses the grace, is one).
+        log.info("%s: %s received, shutting down gracefully", what, signal.Signals(signum).name)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,8 @@
-"""``asyncq demo``: the seed's program as separate OS processes: P producers and C consumers through one Redis.
+"""``asyncq demo``: producers and consumers as separate OS processes through one Redis, and what asyncq
+promises, shown as it happens (about 20 s): the consumers share the work; one of them is SIGKILLed mid-run
+and its items come back within seconds; an item that fails once is retried; a poison item ends in the dead
+letters; ``join()`` returns in each producer process once everything is done. ``--quick`` is the short run:
+no kill, no failures.
 
 With no ``REDIS_URL`` it starts a private ``redis-server`` on a free loopback port and stops it afterwards.
 """
@@ -7,34 +11,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from asyncq.core.connection import connect, redact
+from asyncq.tools import demo_report, demo_story, demo_work, snapshot
+from asyncq.tools.demo_report import plural
 from asyncq.tools.embedded import EmbeddedRedis
+
+FAIL_ONCE, POISON = 3, 4  # early items: done with long before the kill, so their story stays simple
+MAX_DELIVERIES = 3
+STARTUP = 30.0  # seconds for the consumers to come up
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     producers: int = 2
     consumers: int = 3
-    concurrency: int = 10
-    count: int = 200
-    work: str = "0-0.1"
-    rate: float = 0.0
+    concurrency: int = 4
+    count: int = 450
+    work: str = "0.1-0.5"
+    rate: float = 30.0
     queue: str = "asyncq-demo"
     verbose: bool = False
+    quick: bool = False
+
+    @classmethod
+    def preset(cls, *, quick: bool = False, **given: Any) -> DemoConfig:
+        """The story's settings (or the quick run's), with the options given (not None) applied."""
+        base = cls(concurrency=10, count=300, work="0-0.1", rate=0.0, quick=True) if quick else cls()
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 @contextlib.asynccontextmanager
@@ -51,123 +67,183 @@ async def redis_for_demo(url: str | None) -> AsyncIterator[str]:
         server.cleanup()
 
 
-async def _spawn(module: str, args: list[str], url: str, verbose: bool) -> asyncio.subprocess.Process:
-    env = {**os.environ, "REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
+async def _spawn(args: list[str], url: str, config: DemoConfig, *, events: bool) -> asyncio.subprocess.Process:
+    """A child process; its logs are kept (shown if it fails) unless ``config.verbose``, which shows them all.
+    A producer's stdout (``events``) carries its JSON lines for the story."""
+    env = {**os.environ, "REDIS_URL": url, "ASYNCQ_QUEUE": config.queue, "PYTHONUNBUFFERED": "1"}
+    kept = None if config.verbose else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        module,
         *args,
-        *(["-v"] if verbose else []),
         env=env,
-        stdout=None if verbose else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE if events else kept,
+        stderr=kept,
         stdin=asyncio.subprocess.DEVNULL,
     )
 
 
-def _split(count: int, parts: int) -> list[int]:
-    base, extra = divmod(count, parts)
-    return [base + (1 if n < extra else 0) for n in range(parts)]
+Monitor = Callable[[str, str, asyncio.Event, Console], Coroutine[Any, Any, None]]
 
 
-Monitor = Callable[[str, str, asyncio.Event], Coroutine[Any, Any, None]]
+async def _consumers_up(client: aioredis.Redis, config: DemoConfig, consumers: list[demo_story.Child]) -> bool:
+    """Wait until every consumer's heartbeat is in Redis; note each one's id."""
+    deadline = asyncio.get_running_loop().time() + STARTUP
+    while asyncio.get_running_loop().time() < deadline:
+        by_pid = {c.pid: c.id for c in (await snapshot.take(client, config.queue)).consumers}
+        if all(c.proc.pid in by_pid for c in consumers):
+            for c in consumers:
+                c.consumer_id = by_pid[c.proc.pid]
+            return True
+        if any(c.proc.returncode is not None for c in consumers):
+            return False
+        await asyncio.sleep(0.1)  # startup only: heartbeats have no notification
+    return False
 
 
 async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Monitor | None = None) -> int:
-    """Run the processes, show progress, print the final table. Returns the exit code."""
-    console.print(f"[bold]asyncq demo[/]: Redis at {redact(url)}, queue {config.queue!r}")
-    check = connect(url)
+    """Run the processes, tell the story, print the final table and figures. Returns the exit code."""
     try:
-        await check.delete(*[f"asyncq:{{{config.queue}}}:{k}" for k in ("unfinished", "totals")])
+        demo_work.parse_work(config.work)
+    except ValueError as exc:
+        Console(stderr=True).print(Text(f"error: --work: {exc}"))
+        return 2
+    console.print(Text.assemble(("asyncq demo", "bold"), f": Redis at {redact(url)}, queue {config.queue!r}"))
+    client = connect(url, name="asyncq-demo")
+    # SIGTERM to the demo ends it like Ctrl-C does, through the finally blocks: no child process is left behind.
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        if main is not None:
+            main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await _run(config, url, console, monitor, client)
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise
+        return 128 + signal.SIGTERM
     finally:
-        await check.aclose()
+        loop.remove_signal_handler(signal.SIGTERM)
+        await client.aclose()
+
+
+async def _run(config: DemoConfig, url: str, console: Console, monitor: Monitor | None, client: aioredis.Redis) -> int:
+    await demo_work.reset(client, config.queue)
+    children: list[demo_story.Child] = []
     with tempfile.TemporaryDirectory(prefix="asyncq-demo-") as tmp:
-        summaries = [Path(tmp) / f"consumer-{n}.json" for n in range(config.consumers)]
-        consumers = [
-            await _spawn(
-                "asyncq.consumer",
-                [
-                    "--queue",
-                    config.queue,
-                    "--concurrency",
-                    str(config.concurrency),
-                    "--work",
-                    config.work,
-                    "--summary-file",
-                    str(path),
-                    # livelier figures on the dashboard (a consumer silent for 3 s is presumed dead)
-                    "--heartbeat",
-                    "1",
-                ],
-                url,
-                config.verbose,
-            )
-            for path in summaries
-        ]
-        start = time.perf_counter()
-        producers = [
-            await _spawn(
-                "asyncq.producer",
-                [
-                    "--queue",
-                    config.queue,
-                    "--count",
-                    str(share),
-                    "--producers",
-                    "1",
-                    "--wait",
-                    "--rate",
-                    str(config.rate / config.producers if config.rate else 0),
-                ],
-                url,
-                config.verbose,
-            )
-            for share in _split(config.count, config.producers)
-        ]
-        finished = asyncio.Event()
-        watcher = asyncio.create_task(monitor(url, config.queue, finished)) if monitor else None
-        outputs = await asyncio.gather(*(p.communicate() for p in producers))
-        elapsed = time.perf_counter() - start
-        finished.set()
-        if watcher is not None:
-            await watcher
-        for proc in consumers:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        consumer_outputs = await asyncio.gather(*(p.communicate() for p in consumers))
-        for out, _ in [*outputs, *consumer_outputs]:
-            if out:
-                console.print(out.decode().rstrip(), markup=False, highlight=False)
-        failed = [p.returncode for p in [*producers, *consumers] if p.returncode != 0]
-        console.print(_table(config, [_load(p) for p in summaries], elapsed))
-        return 1 if failed else 0
+        try:
+            return await _story(config, url, console, monitor, client, Path(tmp), children)
+        finally:
+            for child in children:  # after a failure of the demo itself (e.g. Redis gone): leave no process behind
+                if child.proc.returncode is None:
+                    child.proc.kill()
+                    await child.proc.wait()
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, ValueError):
-        return {}
-
-
-def _table(config: DemoConfig, summaries: list[dict[str, Any]], elapsed: float) -> Table:
-    table = Table(
-        title=f"{config.count} items, {config.producers} producer and {config.consumers} consumer "
-        f"processes, {elapsed:.2f} s end to end ({config.count / elapsed:,.0f} items/s)"
+async def _story(
+    config: DemoConfig,
+    url: str,
+    console: Console,
+    monitor: Monitor | None,
+    client: aioredis.Redis,
+    tmp: Path,
+    children: list[demo_story.Child],
+) -> int:
+    say = demo_story.Narrator(console)
+    summaries = [tmp / f"consumer-{n}.json" for n in range(config.consumers)]
+    consumers = [
+        demo_story.Child("consumer", n + 1, await _spawn(_consumer_args(config, path), url, config, events=False))
+        for n, path in enumerate(summaries)
+    ]
+    children += consumers
+    for c in consumers:
+        c.output = asyncio.create_task(c.proc.communicate())
+    if not await _consumers_up(client, config, consumers):
+        return await demo_report.failed(console, consumers, f"not every consumer started (within {STARTUP:.0f} s)")
+    say.say(f"{plural(config.consumers, 'consumer')} up ({_pids(consumers)}), heartbeat every 1 s")
+    failures = not config.quick and config.count >= POISON
+    plot = demo_story.Plot(
+        config.queue,
+        config.count,
+        FAIL_ONCE if failures else 0,
+        POISON if failures else 0,
+        not config.quick,
+        MAX_DELIVERIES,
     )
-    for column in ("consumer", "items", "items/s", "latency p50 (ms)", "latency p99 (ms)"):
-        table.add_column(column, justify="left" if column == "consumer" else "right")
-    for summary in summaries:
-        latency = summary.get("latency_ms", {})
-        table.add_row(
-            str(summary.get("consumer", "?")),
-            str(summary.get("processed", "?")),
-            f"{summary.get('items_per_second', 0):,.0f}",
-            f"{latency.get('p50', 0):.2f}",
-            f"{latency.get('p99', 0):.2f}",
-        )
-    total = sum(int(s.get("processed", 0)) for s in summaries)
-    table.add_section()
-    table.add_row("all", str(total), f"{total / elapsed:,.0f}", "", "")
-    return table
+    if failures:
+        say.say(f"plan: item {FAIL_ONCE} fails once; item {POISON} always fails ({MAX_DELIVERIES} deliveries)")
+    if not config.quick and len(consumers) > 1:
+        victim = consumers[len(consumers) // 2]
+        plot.victim = demo_story.Victim(victim.consumer_id, victim.number, victim.proc.pid or 0)
+        say.say("plan: a consumer is SIGKILLed once a third of the items are done")
+    producers = [
+        demo_story.Child("producer", n + 1, await _spawn(_producer_args(config, n), url, config, events=True))
+        for n in range(config.producers)
+    ]
+    children += producers
+    rate = f" at {config.rate:g} items/s" if config.rate else ""
+    say.say(f"{plural(config.producers, 'producer')} ({_pids(producers)}) put {config.count} numbered items{rate}")
+    finished = asyncio.Event()
+    watcher = asyncio.create_task(monitor(url, config.queue, finished, console)) if monitor else None
+    story = asyncio.create_task(demo_story.follow(client, plot, say, finished))
+    reading: asyncio.Future[list[bytes]] = asyncio.gather(*(demo_story.read_events(p, say) for p in producers))
+    # The narrator fails only if Redis does (the live view rides out an outage): then the demo ends, not hangs.
+    either: list[asyncio.Future[Any]] = [reading, story]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if story.done():
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        story.result()  # raises the narrator's error
+    errors = await reading
+    elapsed = say.elapsed()
+    finished.set()
+    await story
+    if watcher is not None:
+        await watcher
+    for c in consumers:
+        if c.proc.returncode is None:
+            c.proc.send_signal(signal.SIGTERM)
+    outputs = [await c.output for c in consumers if c.output is not None]
+    put = [e["items"] for p in producers for e in p.events if e["event"] == "put"]
+    numbers = range(1, config.count + 1) if sum(put) == config.count else range(0)
+    figures = await demo_report.figures(client, config.queue, numbers)
+    console.print(
+        demo_report.table(config, consumers, [demo_report.load(p) for p in summaries], plot.victim, console.width)
+    )
+    demo_report.closing(console, config, figures, elapsed, producers, plot.victim)
+    victim_pid = plot.victim.pid if plot.victim and plot.victim.killed_at is not None else None
+    broken = [
+        (c, err)
+        for c, (_, err) in zip([*consumers, *producers], [*outputs, *((b"", e) for e in errors)], strict=True)
+        if c.proc.returncode != 0 and c.proc.pid != victim_pid
+    ]
+    for child, err in broken:
+        demo_report.show_log(console, child, err)
+    return 1 if broken or figures.lost or figures.items != config.count else 0
+
+
+def _pids(children: list[demo_story.Child]) -> str:
+    return ("pids " if len(children) > 1 else "pid ") + ", ".join(str(c.proc.pid) for c in children)
+
+
+def _consumer_args(config: DemoConfig, summary: Path) -> list[str]:
+    args = ["-m", "asyncq.consumer", "--queue", config.queue, "--concurrency", str(config.concurrency)]
+    args += ["--summary-file", str(summary), "--heartbeat", "1", "--grace", "5"]  # 1 s: a killed one is seen in 3
+    if config.verbose:
+        args.append("-v")
+    # The handler sleeps as each item says (its --work) and records it as processed: how "lost" is computed.
+    args += ["--handler", "asyncq.tools.demo_work:handle", "--max-deliveries", str(MAX_DELIVERIES)]
+    return [*args, "--retry-base", "0.2"]
+
+
+def _producer_args(config: DemoConfig, n: int) -> list[str]:
+    args = ["-m", "asyncq.tools.demo_work", "--producer", str(n), "--producers", str(config.producers)]
+    args += ["--count", str(config.count), "--queue", config.queue, "--work", config.work]
+    args += ["--rate", str(config.rate / config.producers)]
+    if not config.quick and config.count >= POISON:
+        args += ["--fail-once", str(FAIL_ONCE), "--poison", str(POISON)]
+    return args
