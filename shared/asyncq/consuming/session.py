@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +34,17 @@ from asyncq.core.scripts import Scripts
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ConsumeSettings:
+    """How a RedisQueue consumes: see its constructor."""
+
+    prefetch: int
+    batch_size: int
+    block_timeout: float
+    heartbeat_interval: float
+    retry: RetryPolicy
+
+
 class ConsumerSession:
     """Everything one consuming process keeps about its items; ``RedisQueue`` delegates to it."""
 
@@ -44,16 +56,12 @@ class ConsumerSession:
         keys: Keys,
         consumer_id: str,
         stats: ConsumerStats,
-        prefetch: int,
-        batch_size: int,
-        block_timeout: float,
-        heartbeat_interval: float,
-        retry: RetryPolicy,
+        settings: ConsumeSettings,
     ) -> None:
         self._scripts = scripts
         self.consumer_id = consumer_id
         self.stats = stats
-        self.concurrency = 0
+        heartbeat_interval = settings.heartbeat_interval
         self.holdings = Holdings(scripts, consumer_id, stats)
         self.liveness = Liveness(
             client=client,
@@ -67,7 +75,7 @@ class ConsumerSession:
             client=client, scripts=scripts, keys=keys, consumer_id=consumer_id, interval=heartbeat_interval
         )
         self._claimer = Claimer(
-            client=client, scripts=scripts, keys=keys, consumer_id=consumer_id, block_timeout=block_timeout
+            client=client, scripts=scripts, keys=keys, consumer_id=consumer_id, block_timeout=settings.block_timeout
         )
         self.fetcher = Fetcher(
             claimer=self._claimer,
@@ -75,10 +83,10 @@ class ConsumerSession:
             consumer_id=consumer_id,
             holdings=self.holdings,
             lease=self.liveness.lease,
-            retry=retry,
+            retry=settings.retry,
             stats=stats,
-            prefetch=prefetch,
-            batch_size=batch_size,
+            prefetch=settings.prefetch,
+            batch_size=settings.batch_size,
         )
         self.liveness.start()
         self.sweeper.start()
@@ -118,7 +126,7 @@ class ConsumerSession:
             "id": self.consumer_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "concurrency": self.concurrency,
+            "concurrency": self.stats.concurrency,
             "in_progress": len(self.holdings),
             "buffered": len(self.fetcher.buffer),
             "at": time.time(),

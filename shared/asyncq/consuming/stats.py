@@ -18,6 +18,7 @@ from asyncq.core.histogram import Histogram
 class ConsumerStats:
     """Counters of one process, its enqueue-to-start latency and handler durations (seconds)."""
 
+    concurrency: int = 0  # informational: the coroutines that consume (set by the consumer CLI)
     processed: int = 0
     failed: int = 0
     retried: int = 0

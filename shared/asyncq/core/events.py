@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.backoff import Outage
+from asyncq.core.connection import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,27 @@ class Events:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._subscribed.wait()
+
+    async def until_done(self, unfinished: Callable[[], Awaitable[int]]) -> None:
+        """Wait until ``unfinished()`` is 0: re-read after each ``done`` and at least every second (a lost
+        notification costs a second, never a hang), and through outages, with backoff."""
+        await self.ensure_listening()
+        outage = Outage("join", log)
+        while True:
+            self.done.clear()
+            try:
+                left = await unfinished()
+                outage.recovered()
+            except (RedisError, OSError) as exc:
+                if isinstance(exc, RedisError) and not is_transient(exc):
+                    raise
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.done.wait()
 
     async def close(self) -> None:
         self._stop.set()

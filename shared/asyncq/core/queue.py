@@ -19,10 +19,9 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from asyncq.consuming.session import ConsumerSession
+from asyncq.consuming.session import ConsumerSession, ConsumeSettings
 from asyncq.consuming.stats import ConsumerStats
-from asyncq.core.backoff import Outage
-from asyncq.core.connection import TLSOptions, connect, is_transient, resolve_url
+from asyncq.core.connection import TLSOptions, connect, resolve_url
 from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
@@ -70,12 +69,9 @@ class RedisQueue:
         self._owns_client = redis is None
         self._client = redis if redis is not None else connect(self.url, tls=tls)
         self._scripts = Scripts(self._client, self.keys)
-        self._block_timeout = block_timeout
-        self._prefetch = prefetch
-        self._batch_size = batch_size
+        self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()
-        self._concurrency = 0
         self._events = Events(self._client, self.keys.events)
         self._puts = Puts(
             client=self._client,
@@ -96,13 +92,11 @@ class RedisQueue:
     @property
     def concurrency(self) -> int:
         """Informational: how many coroutines consume (published with the heartbeat)."""
-        return self._concurrency
+        return self.stats.concurrency
 
     @concurrency.setter
     def concurrency(self, value: int) -> None:
-        self._concurrency = value
-        if self._consuming is not None:
-            self._consuming.concurrency = value
+        self.stats.concurrency = value
 
     @property
     def failure(self) -> BaseException | None:
@@ -123,7 +117,6 @@ class RedisQueue:
     ) -> None:
         await self.close()
 
-    # -- producing ---------------------------------------------------------------------------------------
 
     async def put(self, item: Any) -> None:
         """Put ``item`` (JSON-serialisable) at the end of the queue; waits while the queue is full.
@@ -143,7 +136,6 @@ class RedisQueue:
         await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
         return len(raws)
 
-    # -- consuming ---------------------------------------------------------------------------------------
 
     async def get(self) -> Any:
         """Remove and return an item, waiting until one is available (the item's payload)."""
@@ -195,13 +187,8 @@ class RedisQueue:
                 keys=self.keys,
                 consumer_id=self.consumer_id,
                 stats=self.stats,
-                prefetch=self._prefetch,
-                batch_size=self._batch_size,
-                block_timeout=self._block_timeout,
-                heartbeat_interval=self.heartbeat_interval,
-                retry=self.retry_policy,
+                settings=self._settings,
             )
-            self._consuming.concurrency = self._concurrency
         return self._consuming
 
     # -- waiting for completion, sizes -------------------------------------------------------------------
@@ -210,24 +197,7 @@ class RedisQueue:
         """Wait until every item put under this name, by any process, has been marked done."""
         if self._consuming is not None:
             await self._consuming.holdings.acks.flush()
-        events = self._events
-        await events.ensure_listening()
-        outage = Outage("join", log)
-        while True:
-            events.done.clear()
-            try:
-                left = int(await self._client.get(self.keys.unfinished) or 0)
-                outage.recovered()
-            except (RedisError, OSError) as exc:
-                if isinstance(exc, RedisError) and not is_transient(exc):
-                    raise
-                await asyncio.sleep(outage.failed(exc))
-                continue
-            if left <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await events.done.wait()
+        await self._events.until_done(self.unfinished)
 
     async def unfinished(self) -> int:
         """How many items were put and are not yet done (what ``join()`` waits for)."""
@@ -273,7 +243,6 @@ class RedisQueue:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
 
-    # -- helpers -----------------------------------------------------------------------------------------
 
     def _check_not_closed(self) -> None:
         if self._closed:
