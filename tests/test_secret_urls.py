@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from asyncq.core.connection import redact
+from asyncq.core.urls import redact
 from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.fault_support import run
 

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from asyncq.consuming.lease import Lease
 from asyncq.core.backoff import Outage
-from asyncq.core.connection import is_transient
+from asyncq.core.failures import is_transient
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
