@@ -143,6 +143,17 @@ def test_documented_least_privilege_users_run_every_cli(
     _ok(run("asyncq", ["dead-letters", "purge", "--yes", "--queue", QUEUE], operator), "dead-letters purge")
     assert admin.llen(KEYS.dead) == 0
 
+    # Recovery: a consumer SIGKILLed while it holds items; another one's sweep gives them back.
+    _ok(run("producer", ["--queue", QUEUE, "--count", "4", "--no-wait"], producer), "producer")
+    hb = ["--heartbeat", "0.3"]
+    victim = start("consumer", ["--queue", QUEUE, "--work", "60", "-c", "4", *hb], consumer, tmp_path, "victim")
+    wait_until(lambda: admin.get(KEYS.unfinished) == b"4" and admin.llen(KEYS.queue) == 0, 20, "4 items claimed")
+    victim.kill()
+    rescuer = start("consumer", ["--queue", QUEUE, "--work", "0", *hb], consumer, tmp_path, "rescuer")
+    wait_until(lambda: admin.get(KEYS.unfinished) == b"0", 30, "the victim's items recovered and done")
+    assert admin.hget(KEYS.totals, "recovered") == b"4", state(admin, KEYS)
+    assert rescuer.terminate() == 0, rescuer.describe()
+
     # Producer --wait (join through the events channel) with --maxsize (waiting for room), a consumer alongside.
     waiting = start(
         "producer", ["--queue", QUEUE, "--count", "30", "--maxsize", "5", "--wait"], producer, tmp_path, "waiting"
