@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import ROOT, counts, run, start, state, traceback_free, wait_until
 
 QUEUE = "jobs"  # the queue the documented rules are written for
@@ -109,7 +109,7 @@ def test_documented_least_privilege_users_run_every_cli(
         "python",
         [
             "-c",
-            "import asyncio\nfrom shared import RedisQueue\nasync def m():\n"
+            "import asyncio\nfrom asyncq import RedisQueue\nasync def m():\n"
             f"    async with RedisQueue({QUEUE!r}, url={producer!r}) as q:\n"
             "        await q.put({'data': 'doomed', 'mode': 'reject'})\n"
             "        await q.put({'data': 'flaky', 'mode': 'flaky', 'fails': 1})\n"

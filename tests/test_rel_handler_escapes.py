@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
 from tests.fault_support import Proc, counts, dead_letters, start, state, traceback_free, wait_until
 
 MAX_DELIVERIES = 2

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, start, wait_until
 
 K = 3

@@ -20,8 +20,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
+from asyncq.core.keys import Keys
+from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, counts, start, traceback_free, wait_until
 
 UNRELATED_KEYS = 3_000_000  # measured: one SCAN pass over them with redis.asyncio takes about 3 s here

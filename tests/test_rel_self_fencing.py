@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import RedisQueue
-from shared.keys import Keys
+from asyncq import RedisQueue
+from asyncq.core.keys import Keys
 from tests.cut_proxy import CutProxy
 from tests.fault_support import Proc, consumer_id, start, state, traceback_free, wait_until
 
