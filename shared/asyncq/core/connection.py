@@ -18,11 +18,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from asyncq.core.cluster import SlotConnectionPool, SlotResolver, slot_of
 from asyncq.core.failures import describe
@@ -84,7 +84,10 @@ def connect(
     try:
         ha = parse_ha(url)
         if ha is None:
-            return aioredis.Redis.from_url(url, max_connections=max_connections, **options)
+            client = aioredis.Redis.from_url(url, max_connections=max_connections, **options)
+            pool = client.connection_pool
+            pool.connection_class = _REPLACING.get(pool.connection_class, pool.connection_class)
+            return client
     except ValueError as exc:
         raise RedisUnavailable(url, f"invalid URL ({exc})") from exc
     auth = {"username": ha.username, "password": ha.password}
@@ -97,6 +100,27 @@ def connect(
     resolver = SlotResolver(ha.hosts, slot_of(key), {**options, **auth, "client_name": None})
     pool = SlotConnectionPool(resolver, max_connections=max_connections, **options, **auth)
     return aioredis.Redis(connection_pool=pool)
+
+
+class _DroppedOnDemotion(Connection):
+    """A connection to one address that a ``READONLY`` or ``UNBLOCKED`` reply closes: the server became a
+    replica (a managed endpoint failing over behind one name), so the next connection resolves the name
+    again and finds the new master."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if (getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]) in ("READONLY", "UNBLOCKED"):
+                await self.disconnect()
+            raise
+
+
+class _DroppedOnDemotionSSL(_DroppedOnDemotion, SSLConnection):
+    pass
+
+
+_REPLACING: dict[type[Any], type[Any]] = {Connection: _DroppedOnDemotion, SSLConnection: _DroppedOnDemotionSSL}
 
 
 class _SentinelManaged(aioredis.Redis):
