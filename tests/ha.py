@@ -27,6 +27,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 HOST = "127.0.0.1"
 BUS_OFFSET = 10000  # a cluster node's bus port is its port + 10000
@@ -94,7 +96,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 
 
 def _admin(port: int, password: str | None = None, timeout: float = ADMIN_TIMEOUT) -> redis.Redis:
+    # No retries: redis-py 8 retries ConnectionError (AuthenticationError included) 3 times with backoff by default,
+    # which turns each poll of a dead or stopped node into seconds; the harness's waits poll anyway.
     return redis.Redis(
+        retry=Retry(NoBackoff(), 0),
         host=HOST,
         port=port,
         password=password,
@@ -279,6 +284,8 @@ class LocalCluster:
                 "--appendfsync", "everysec",
                 "--save", "",
                 "--logfile", str(node_dir / "redis.log"),
+                # Redis 7.0 waits 5 s before a diskless full sync, for more replicas to join it: not here.
+                "--repl-diskless-sync-delay", "0",
                 *self.extra,
             ]  # fmt: skip
             proc = _Process(port, node_dir, args)
@@ -458,15 +465,25 @@ class LocalCluster:
         return True
 
     def is_ok(self) -> bool:
-        """Every live node says cluster_state:ok, every live replica's link is up, and all live nodes agree on who
-        owns which slot."""
+        """Every live node says cluster_state:ok, every live replica's link is up, and all live nodes have the same
+        view of the cluster (roles, masters, slots, failed nodes)."""
         live = self._live()
         if not live or not all(self._node_ok(n) for n in live):
             return False
         views = set()
         for node in live:
-            owners = tuple(sorted((r["port"], tuple(r["slots"])) for r in self._cluster_nodes(node) if r["slots"]))
-            views.add(owners)
+            rows = self._cluster_nodes(node)
+            if any("handshake" in r["flags"] or "noaddr" in r["flags"] for r in rows):
+                return False
+            # Who is master of whom, who owns which slots, who is failed: the same on every live node.
+            views.add(
+                tuple(
+                    sorted(
+                        (r["port"], "master" in r["flags"], r["master"], tuple(r["slots"]), "fail" in r["flags"])
+                        for r in rows
+                    )
+                )
+            )
         return len(views) == 1
 
     def wait_ok(self, timeout: float = 30.0) -> None:
@@ -684,6 +701,7 @@ class LocalSentinel:
             "--appendfsync", "everysec",
             "--save", "",
             "--logfile", str(node_dir / "redis.log"),
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         if replicaof is not None:
             args += ["--replicaof", HOST, str(replicaof)]
@@ -786,6 +804,11 @@ class LocalSentinel:
             **kwargs,
         )
 
+    def master_for(self, **kwargs: Any) -> redis.Redis:
+        """redis-py's ``Sentinel.master_for(service)``: a client that follows the master through failovers."""
+        client: redis.Redis = self.py_sentinel().master_for(self.service, **kwargs)  # type: ignore[no-untyped-call]
+        return client
+
     def _live_sentinels(self) -> list[int]:
         return [p for p, proc in self.sentinels.items() if proc.alive and not proc.stopped]
 
@@ -876,15 +899,29 @@ class LocalSentinel:
         return found
 
     def wait_demoted(self, old: tuple[str, int], timeout: float = 60.0) -> None:
-        """Wait until ``old`` (a former master, running again) is a replica of the current master, link up."""
+        """Wait until ``old`` (a former master, running again) is a replica of the current master, link up, and every
+        live sentinel lists it as a healthy replica."""
+
         def demoted() -> bool:
             role = self._role(old[1])
             current = self.master()
-            return (
+            if not (
                 role["role"] == "slave"
                 and role.get("master_link_status") == "up"
                 and int(role["master_port"]) == current[1]
-            )
+            ):
+                return False
+            for port in self._live_sentinels():
+                with self.sentinel_client(port) as s:
+                    rows = [_pairs(r) for r in s.execute_command("SENTINEL", "REPLICAS", self.service)]
+                healthy = {
+                    int(r["port"])
+                    for r in rows
+                    if not {"s_down", "o_down", "disconnected"} & set(r["flags"].split(","))
+                }
+                if old[1] not in healthy:
+                    return False
+            return True
 
         wait_until(demoted, timeout, f"{old[0]}:{old[1]} to become a linked replica", 0.1)
 
