@@ -312,6 +312,7 @@ def test_sentinel_set_starts_and_master_for_writes() -> None:
         client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_sentinel_failover_moves_the_master(sentinel: LocalSentinel) -> None:
     client = sentinel.master_for()  # made before the failover, used after it
