@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import redis
@@ -104,5 +105,5 @@ def run_flow(
         client = redis.Redis.from_url(store.url)
         handled = Counter({k.decode(): int(v) for k, v in client.hgetall(f"{queue}:counts").items()})
         client.close()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(starts)]
     return FlowResult(added, handled, unprocessed, max(gaps, default=0.0), producer, consumers)
