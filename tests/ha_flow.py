@@ -61,11 +61,14 @@ def run_flow(
     count: int = 1500,
     rate: float = 300,
     min_replicas: int = 1,
+    work: float = 0.2,
     timeout: float = 120,
 ) -> FlowResult:
     """Run the flow through ``url`` with ``fault()`` a third of the way in; returns what it counted."""
     with EmbeddedRedis() as store:
-        record = {"FAULT_RECORD_URL": store.url, "FAULT_RECORD_KEY": queue}
+        # Consumers slower than the producer (2 x 20 coroutines x ``work`` s per item): a backlog is waiting
+        # when the fault strikes, which is when an acknowledged put can be lost.
+        record = {"FAULT_RECORD_URL": store.url, "FAULT_RECORD_KEY": queue, "FAULT_WORK": str(work)}
         consumers = [
             start(
                 "consumer",
