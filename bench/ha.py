@@ -120,12 +120,8 @@ def median_of(repeat: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeat))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--count", type=int, default=20000, help="items per end-to-end run")
-    parser.add_argument("--lone", type=int, default=2000, help="puts of the one-coroutine latency run")
-    args = parser.parse_args()
+def report(repeat: int, count: int, lone: int) -> str:
+    """Run every case; the table as text."""
     rows: list[tuple[str, str]] = []
     places: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
         ("single server", _single),
@@ -133,23 +129,33 @@ def main() -> int:
     ]
     for name, place in places:
         with place() as url:
-            rate = median_of(args.repeat, lambda url=url: end_to_end(url, args.count))
+            rate = median_of(repeat, lambda url=url: end_to_end(url, count))
             rows.append((f"e2e 1+1, {name}", f"{rate:,.0f} items/s"))
             print(f"  {rows[-1][0]}: done", file=sys.stderr, flush=True)
     with _sentinel() as url:
         for replicas in (0, 1):
-            rate = median_of(args.repeat, lambda r=replicas: end_to_end(url, args.count, r))
+            rate = median_of(repeat, lambda r=replicas: end_to_end(url, count, r))
             rows.append((f"e2e 1+1, sentinel set, --min-replicas {replicas}", f"{rate:,.0f} items/s"))
-            puts = median_of(args.repeat, lambda r=replicas: producer_alone(url, args.count, r))
+            puts = median_of(repeat, lambda r=replicas: producer_alone(url, count, r))
             rows.append((f"producer alone, sentinel set, --min-replicas {replicas}", f"{puts:,.0f} puts/s"))
-            p50, p99 = lone_put_latency(url, args.lone, replicas)
+            p50, p99 = lone_put_latency(url, lone, replicas)
             rows.append((f"one put at a time, min_replicas={replicas}", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"))
             print(f"  min_replicas {replicas}: done", file=sys.stderr, flush=True)
             _flush(url)
     width = max(len(name) for name, _ in rows)
-    print(f"medians of {args.repeat} runs, {args.count:,} items per end-to-end run, load {os.getloadavg()[0]:.1f}")
-    for name, figure in rows:
-        print(f"{name.ljust(width)}  {figure}")
+    lines = [f"past one Redis: medians of {repeat} run(s), {count:,} items per end-to-end run"]
+    lines += [f"{name.ljust(width)}  {figure}" for name, figure in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--count", type=int, default=20000, help="items per end-to-end run")
+    parser.add_argument("--lone", type=int, default=2000, help="puts of the one-coroutine latency run")
+    args = parser.parse_args()
+    print(report(args.repeat, args.count, args.lone))
+    print(f"load average: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -430,6 +430,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 5; 1 with --quick)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
+    parser.add_argument("--no-ha", action="store_true", help="skip the cluster and Sentinel cases (bench/ha.py)")
     args = parser.parse_args()
     if args.list:
         print("\n".join(case.name for case in CASES))
@@ -452,7 +453,11 @@ def main() -> int:
                 print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
             results[case.name] = median(samples)
         print(table(results))
-        print(f"After the run: {_load(before=False)}")
+    if not (args.no_ha or args.only):
+        import ha  # the cluster and Sentinel cases: servers of their own
+
+        print(ha.report(repeat, 2000 if args.quick else 20000, 200 if args.quick else 2000))
+    print(f"After the run: {_load(before=False)}")
     return 0
 
 

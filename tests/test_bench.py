@@ -15,7 +15,7 @@ import pytest
 
 from asyncq.tools.embedded import available
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
@@ -35,7 +35,7 @@ def test_quick_benchmark_prints_every_case() -> None:
     cases = listed.stdout.splitlines()
     assert len(cases) >= 11, cases
 
-    result = _run("--quick", timeout=60)
+    result = _run("--quick", timeout=200)
 
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     lines = result.stdout.splitlines()
@@ -46,3 +46,6 @@ def test_quick_benchmark_prints_every_case() -> None:
     for case, row in zip(cases, rows, strict=True):
         assert row.startswith(case), f"no row for {case!r} in:\n{result.stdout}"
         assert len(row.split()) > len(case.split()) + 3, f"row without figures: {row!r}"
+    # The cases past one Redis: a cluster against a single server, and min_replicas on a Sentinel set.
+    for name in ("e2e 1+1, single server", "e2e 1+1, 3-master cluster", "one put at a time, min_replicas=1"):
+        assert any(line.startswith(name) and line.split()[-1] in ("items/s", "ms") for line in lines), result.stdout
