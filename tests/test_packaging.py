@@ -31,7 +31,11 @@ def test_the_wheel_holds_only_the_asyncq_package(tmp_path: Path) -> None:
     assert any(name.startswith("asyncq/core/lua/") and name.endswith(".lua") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    expected = ("producer = asyncq.producer.cli:app", "consumer = asyncq.consumer.cli:app", "asyncq = asyncq.cli.admin:app")
+    expected = (
+        "producer = asyncq.producer.cli:app",
+        "consumer = asyncq.consumer.cli:app",
+        "asyncq = asyncq.cli.admin:app",
+    )
     for line in expected:
         assert line in scripts, scripts
 
