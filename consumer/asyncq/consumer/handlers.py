@@ -83,17 +83,17 @@ def is_async(function: Callable[..., Any]) -> bool:
 
 
 def _import(name: str) -> ModuleType:
+    # The current directory stays first on the path, as rq and Celery do: a handler module that imports its
+    # siblings later (inside a function) finds them too.
     cwd = os.getcwd()
-    sys.path.insert(0, cwd)
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ValueError(f"cannot import {name!r} (looked in {cwd} first): {exc}") from None
     except Exception as exc:  # the module itself fails (a SyntaxError, an error at import): one line, no traceback
         raise ValueError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        if cwd in sys.path:
-            sys.path.remove(cwd)  # the first occurrence: the one put there above, unless the module moved it
 
 
 def _check_signature(spec: str, function: Callable[..., Any]) -> None:
