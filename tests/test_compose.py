@@ -30,7 +30,7 @@ import docker
 import pytest
 import redis
 
-from tests.procs import docker_available
+from tests.harness import docker_available
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -28,7 +28,7 @@ from asyncq.tools.embedded import EmbeddedRedis
 from asyncq.tools.layout import abbreviate
 from asyncq.tools.render import CONSUMER_COLUMNS, History, render_snapshot, sparkline
 from asyncq.tools.snapshot import ConsumerView, Snapshot
-from tests.procs import cli, env, run
+from tests.harness import cli, env, run
 
 RULE = "─" * 120
 HEADERS = [c.header for c in CONSUMER_COLUMNS]
@@ -263,7 +263,7 @@ def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen
         stderr=subprocess.DEVNULL,
     )
     try:
-        put = run("producer", "--queue", queue_name, "--count", "9", "--no-wait", redis_url=redis_url, timeout=30)
+        put = run("producer", ["--queue", queue_name, "--count", "9", "--no-wait"], redis_url=redis_url, timeout=30)
         assert put.returncode == 0, put.stderr
         yield proc, 9
     finally:
@@ -353,9 +353,9 @@ def test_watch_in_a_terminal_under_tmux(
 
 
 def test_stats_with_no_consumer_at_80_columns(redis_url: str, queue_name: str) -> None:
-    put = run("producer", "--queue", queue_name, "--count", "5", "--no-wait", redis_url=redis_url, timeout=30)
+    put = run("producer", ["--queue", queue_name, "--count", "5", "--no-wait"], redis_url=redis_url, timeout=30)
     assert put.returncode == 0, put.stderr
-    done = run("asyncq", "stats", "--queue", queue_name, redis_url=redis_url, COLUMNS="80")
+    done = run("asyncq", ["stats", "--queue", queue_name], redis_url=redis_url, COLUMNS="80")
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert all(len(line) <= 80 for line in text.splitlines()), text

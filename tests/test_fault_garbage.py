@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
-from tests.fault_support import counts, dead_letters, start, state, wait_until
+from tests.fault_support import counts, dead_letters, state
+from tests.harness import start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 MAX_ITEM_BYTES = 1024 * 1024  # the consumer's default

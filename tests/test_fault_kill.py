@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from asyncq.core.keys import Keys
-from tests.fault_support import Proc, assert_drained, consumer_id, counts, start, state, wait_until
+from tests.fault_support import assert_drained, consumer_id, counts, state
+from tests.harness import Proc, start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 DEFAULT_RECOVERY = 10.0  # the promise with the default heartbeat (2 s): redelivered within 10 s

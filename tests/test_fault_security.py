@@ -14,7 +14,7 @@ import redis
 
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis, free_port
-from tests.fault_support import run
+from tests.harness import run
 
 PASSWORD = f"Pw-{secrets.token_hex(6)}"
 USER, USER_PASSWORD = "alice", f"AlicePw-{secrets.token_hex(6)}"

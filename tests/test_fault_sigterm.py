@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from asyncq.core.keys import Keys
-from tests.fault_support import consumer_id, counts, start, state, wait_until
+from tests.fault_support import consumer_id, counts, state
+from tests.harness import start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 

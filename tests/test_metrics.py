@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asyncq import RedisQueue
 from asyncq.tools.embedded import EmbeddedRedis, free_port
-from tests.procs import cli, env, run
+from tests.harness import cli, env, run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Loopback only, and never through a proxy the environment may name.
@@ -131,7 +131,7 @@ async def test_failures_retries_and_dead_letters_are_counted(
 
 def test_queue_depth_gauge_and_unknown_paths(redis_url: str, queue_name: str, consumer: Any) -> None:
     _, port = consumer(redis_url, queue_name, "--work", "60", "--concurrency", "1", "--prefetch", "0", "--grace", "0")
-    done = run("producer", "--queue", queue_name, "--count", "6", "--no-wait", redis_url=redis_url, timeout=30)
+    done = run("producer", ["--queue", queue_name, "--count", "6", "--no-wait"], redis_url=redis_url, timeout=30)
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 20
     while (m := scrape(port, queue_name))["asyncq_in_progress"] != 1:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.cli_procs import CliProcess, duplicates, heartbeats, queue_state, start_cli, stats_json, wait_until
+from tests.cli_procs import duplicates, heartbeats, queue_state, start_cli, stats_json
+from tests.harness import Proc, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -57,7 +58,7 @@ def test_link_cut_loses_nothing(net: netns.Network, tmp_path: Path, victim: str,
         redis,
         tmp_path,
     )
-    procs: list[CliProcess] = [producer, consumer]
+    procs: list[Proc] = [producer, consumer]
 
     cut_log: list[str] = []
 

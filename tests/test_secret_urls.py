@@ -16,7 +16,7 @@ import pytest
 
 from asyncq.core.connection import redact
 from asyncq.tools.embedded import EmbeddedRedis, free_port
-from tests.fault_support import run
+from tests.harness import run
 
 HEAD, TAIL = "PWa1x9", "PWb2y8"
 SEPARATORS = {

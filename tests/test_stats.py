@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from asyncq import RedisQueue
-from tests.procs import cli, env, run
+from tests.harness import cli, env, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ async def fail_every_third(item: Any) -> None:
 
 
 def stats(redis_url: str, queue: str) -> dict[str, Any]:
-    done = run("asyncq", "stats", "--queue", queue, "--json", redis_url=redis_url, timeout=30)
+    done = run("asyncq", ["stats", "--queue", queue, "--json"], redis_url=redis_url, timeout=30)
     assert done.returncode == 0, done.stderr
     figures: dict[str, Any] = json.loads(done.stdout)
     return figures
@@ -76,13 +76,7 @@ async def test_stats_after_a_consumer_process_with_failures(
         await q.put_many([{"n": n} for n in range(30)])
     consumer = run(
         "consumer",
-        "--queue",
-        queue_name,
-        "--handler",
-        "tests.test_stats:fail_every_third",
-        "--max-deliveries",
-        "1",
-        "--drain",
+        ["--queue", queue_name, "--handler", "tests.test_stats:fail_every_third", "--max-deliveries", "1", "--drain"],
         redis_url=redis_url,
         timeout=60,
         PYTHONPATH=str(ROOT),
