@@ -16,6 +16,7 @@ reach the files as they happen, for the waits), ``REDIS_URL`` and ``PYTHONPATH``
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -173,13 +174,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 
 
 async def async_wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> float:
-    """`wait_until` for async tests: polls without blocking the event loop the condition may depend on."""
+    """`wait_until` for async tests: polls without blocking the event loop the condition may depend on;
+    ``predicate`` may be a coroutine function (a Redis read, say)."""
     start_at = time.monotonic()
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return time.monotonic() - start_at
         if time.monotonic() - start_at > timeout:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
-    return time.monotonic() - start_at
 
 
 def docker_available() -> tuple[bool, str]:
