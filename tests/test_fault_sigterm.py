@@ -105,7 +105,7 @@ def test_second_sigterm_exits_at_once_and_recovery_redelivers(
     args = ["--queue", queue_name, "--handler", HANDLER, "--heartbeat", "0.5"]
     stuck = start(
         "consumer",
-        [*args, "--concurrency", "2"],
+        [*args, "--concurrency", "2", "-v"],  # -v: the first SIGTERM is logged (INFO)
         redis_url,
         tmp_path,
         "stuck",
@@ -119,7 +119,7 @@ def test_second_sigterm_exits_at_once_and_recovery_redelivers(
     wait_until(lambda: consumer_id(client, keys, helper.pid), 20, "the helper's heartbeat")
 
     stuck.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until(lambda: "SIGTERM received" in stuck.stderr(), 5, "the consumer to take the first SIGTERM")
     stuck.proc.send_signal(signal.SIGTERM)
     assert stuck.wait(timeout=3) == 128 + signal.SIGTERM, stuck.describe()
     assert "second SIGTERM" in stuck.stderr(), stuck.describe()
