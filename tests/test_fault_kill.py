@@ -113,7 +113,7 @@ def test_sigkill_storm_loses_nothing(client: redis.Redis, redis_url: str, queue_
         rng = random.Random()
         next_kill = time.monotonic()
         for n in range(kills):
-            time.sleep(max(0.0, next_kill - time.monotonic()))
+            time.sleep(max(0.0, next_kill - time.monotonic()))  # on purpose: the storm kills once a second
             next_kill += 1.0
             # Prefer a consumer that registered (it may hold items) over one still starting.
             ids = {i: consumer_id(client, keys, c.pid) for i, c in enumerate(consumers)}
