@@ -68,25 +68,6 @@ def test_wrong_password_is_one_line(name: str) -> None:
         assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize(
-    ("name", "args"),
-    [
-        ("producer", ["--count", "-5"]),
-        ("producer", ["--rate", "fast"]),
-        ("producer", ["--queue", "no spaces"]),
-        ("consumer", ["--work", "1-0"]),
-        ("consumer", ["--concurrency", "0"]),
-        ("consumer", ["--bogus"]),
-        ("asyncq", ["dead-letters", "requeue"]),
-    ],
-)
-def test_invalid_options_are_usage_errors(name: str, args: list[str]) -> None:
-    result = run(name, args, redis_url="redis://127.0.0.1:1/0")
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "Usage:" in result.stderr or "Error" in result.stderr
-
-
 def test_watch_at_an_unreachable_url_is_one_line() -> None:
     url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
     result = run("asyncq", ["watch"], redis_url=url, timeout=30)  # it used to retry forever
@@ -152,14 +133,3 @@ async def test_dead_letters_list_requeue_purge(redis: aioredis.Redis, redis_url:
     purged = run("asyncq", ["dead-letters", "purge", "--queue", queue_name, "--yes"], redis_url=redis_url)
     assert purged.returncode == 0 and "purged 2" in purged.stdout
     assert await redis.llen(keys.dead) == 0
-
-
-def test_help_documents_every_option() -> None:
-    for name in ("producer", "consumer"):
-        result = run(name, ["--help"], redis_url="redis://127.0.0.1:1/0")
-        assert result.returncode == 0
-        for option in ("--queue", "--redis-url", "--log-format", "--verbose"):
-            assert option in result.stdout
-    helptext = run("consumer", ["--help"], redis_url="redis://127.0.0.1:1/0").stdout
-    for option in ("--concurrency", "--work", "--handler", "--drain", "--grace", "--max-deliveries", "--metrics-port"):
-        assert option in helptext
