@@ -11,11 +11,12 @@ from pkgutil import extend_path
 # wheel has them in one folder already.)
 __path__ = extend_path(__path__, __name__)
 
-from asyncq.core.connection import RedisUnavailable, TLSOptions, redact
+from asyncq.core.connection import RedisUnavailable, TLSOptions
 from asyncq.core.envelope import DeadLetter, ItemTooLarge, Message
 from asyncq.core.errors import QueueClosed, Reject
 from asyncq.core.queue import RedisQueue
 from asyncq.core.retries import RetryPolicy
+from asyncq.core.urls import redact
 
 __all__ = [
     "DeadLetter",

@@ -1,4 +1,4 @@
-"""``asyncq.core.connection.redact()`` never shows a password, over every URL form redis-py (or, next, its
+"""``asyncq.core.urls.redact()`` never shows a password, over every URL form redis-py (or, next, its
 sentinel and cluster clients) accepts, with passwords holding URL delimiters (issue 9, secrets). The CLIs'
 lines, as processes, are in tests/test_secret_urls.py.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from asyncq.core.connection import redact
+from asyncq.core.urls import redact
 
 HEAD, TAIL = "PWa1x9", "PWb2y8"
 SEPARATORS = {

@@ -98,6 +98,27 @@ def main(
             "--no-wait: return once the items are in the queue.",
         ),
     ] = True,
+    min_replicas: Annotated[
+        int,
+        typer.Option(
+            "--min-replicas",
+            envvar="ASYNCQ_MIN_REPLICAS",
+            min=0,
+            metavar="N",
+            help="A put counts as done once N replicas hold it (WAIT after each batch): a failover then loses "
+            "none. 0: once the master has it.",
+        ),
+    ] = 0,
+    replica_timeout: Annotated[
+        float,
+        typer.Option(
+            "--replica-timeout",
+            envvar="ASYNCQ_REPLICA_TIMEOUT",
+            min=0.001,
+            metavar="SECONDS",
+            help="How long one try waits for the replicas (--min-replicas); a shortfall is retried.",
+        ),
+    ] = 1.0,
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
     verbose: opt.Verbose = False,
     log_format: opt.LogFormatOpt = LogFormat.text,
@@ -110,7 +131,9 @@ def main(
     config = ProduceConfig(count=count, producers=producers, rate=rate, size=size, batch=batch, wait=wait)
 
     async def go() -> ProduceResult:
-        async with conn.opened(maxsize=maxsize, max_item_bytes=max_item_bytes) as q:
+        async with conn.opened(
+            maxsize=maxsize, max_item_bytes=max_item_bytes, min_replicas=min_replicas, replica_timeout=replica_timeout
+        ) as q:
             if sys.stderr.isatty() and not verbose and log_format is LogFormat.text:
                 with Progress(
                     TextColumn("[bold]{task.description}"),

@@ -18,9 +18,10 @@ import redis.asyncio as aioredis
 import typer
 
 from asyncq.cli.options import DEFAULT_QUEUE, RedisUrl, TlsCa, TlsCert, TlsKey
-from asyncq.core.connection import DEFAULT_URL, RedisUnavailable, TLSOptions, check_reachable, connect, redact
-from asyncq.core.keys import check_name
+from asyncq.core.connection import RedisUnavailable, TLSOptions, check_reachable, connect
+from asyncq.core.keys import Keys, check_name
 from asyncq.core.queue import RedisQueue
+from asyncq.core.urls import DEFAULT_URL, redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +53,7 @@ class Connection:
 
     async def client(self, **options: Any) -> aioredis.Redis:
         """A client whose Redis answered (else ``RedisUnavailable``); the caller closes it."""
-        client = connect(self.url, tls=self.tls, **options)
+        client = connect(self.url, key=Keys(self.queue).queue, tls=self.tls, **options)
         try:
             await check_reachable(client, self.url)
         except RedisUnavailable:

@@ -13,8 +13,10 @@ import typer
 from redis.exceptions import RedisError
 
 from asyncq.cli import logs
-from asyncq.core.connection import RedisUnavailable, describe, redact
+from asyncq.core.connection import RedisUnavailable
 from asyncq.core.envelope import ItemTooLarge
+from asyncq.core.failures import describe
+from asyncq.core.urls import redact
 from asyncq.tools.embedded import NoRedisServer
 
 T = TypeVar("T")

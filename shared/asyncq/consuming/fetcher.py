@@ -22,9 +22,9 @@ from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.lease import Lease
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.core.backoff import Outage
-from asyncq.core.connection import is_out_of_memory, is_transient
 from asyncq.core.envelope import BadEnvelope, Message, decode
 from asyncq.core.errors import QueueClosed
+from asyncq.core.failures import is_out_of_memory, is_transient
 from asyncq.core.retries import RetryPolicy
 from asyncq.core.scripts import Scripts
 

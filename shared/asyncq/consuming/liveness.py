@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from asyncq.consuming.lease import Lease
 from asyncq.core.backoff import Outage
-from asyncq.core.connection import is_transient
+from asyncq.core.failures import is_transient
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
@@ -116,11 +116,13 @@ class Liveness:
         gap = sent_at - previous if previous is not None else 0.0
         if failed:
             cause = f"Redis was unreachable for about {gap:.1f} s"
-        else:
+        elif gap * 1000 >= self.ttl_ms:
             cause = (
                 f"the event loop was blocked for about {gap:.1f} s (a handler that does not await? "
                 "run blocking code in a plain def handler, which runs in a thread)"
             )
+        else:  # beats were on time: the server lost the key
+            cause = "the server lost it (a failover to a replica that had not received it yet, or eviction)"
         log.warning(
             "consumer %s: heartbeat had expired because %s; items it held may have been redelivered",
             self._id,

@@ -138,6 +138,8 @@ class ConsumerSession:
     async def stop(self) -> int:
         """Stop claiming; give back what was claimed and not handed out. Returns how many went back."""
         await self.fetcher.stop()
+        if self.fetcher.failure is not None:
+            return 0  # Redis refused a step for good: giving back fails too; recovery returns the items
         given = await retrying(
             "release", lambda: self._scripts.release(self.consumer_id, list(self.holdings.raws())), log, attempts=5
         )
@@ -154,6 +156,8 @@ class ConsumerSession:
         except TimeoutError:
             log.warning("%d acknowledgement(s) could not reach Redis; those items will be redelivered", len(acks))
         self.holdings.in_progress.clear()
-        await retrying("release", lambda: self._scripts.release(self.consumer_id, []), log, attempts=3)
-        await self.liveness.close(remove=True)
+        refused = self.fetcher.failure is not None
+        if not refused:
+            await retrying("release", lambda: self._scripts.release(self.consumer_id, []), log, attempts=3)
+        await self.liveness.close(remove=not refused)
         await self._claimer.close()

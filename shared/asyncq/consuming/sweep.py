@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.backoff import Outage
+from asyncq.core.failures import is_transient
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
@@ -71,6 +72,8 @@ class Sweeper:
                 await self.sweep()
                 outage.recovered()
             except (RedisError, OSError) as exc:
+                if isinstance(exc, RedisError) and not is_transient(exc):
+                    return  # a refusal (NOPERM): the heartbeat and the fetcher stop consuming and say why
                 outage.failed(exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):

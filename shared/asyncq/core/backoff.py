@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from asyncq.core.connection import describe, is_transient, is_unreachable
+from asyncq.core.failures import describe, is_transient, is_unreachable
 
 T = TypeVar("T")
 

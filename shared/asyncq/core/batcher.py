@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from redis.exceptions import RedisError
 
 from asyncq.core.backoff import Outage
-from asyncq.core.connection import is_transient
+from asyncq.core.failures import is_transient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

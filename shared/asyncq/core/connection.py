@@ -1,44 +1,36 @@
-"""Connecting to Redis: clients from a URL, URL redaction, reachability checks, and the errors that mean "wait".
+"""Clients from a URL, one kind per URL form (see ``asyncq.core.urls``), and reachability checks.
 
-asyncq retries transient failures itself (``asyncq.core.backoff``), so redis-py's own retry is turned off: a
-blind retry of a blocking command after a timeout is the race described in pitfall 1-2 of the design notes.
+Each is a plain ``redis.asyncio.Redis`` whose connection pool knows where to connect: the server of a
+``redis://`` URL; the current master of a Sentinel service (redis-py's ``SentinelConnectionPool``); or, for
+a Redis Cluster, the master of the queue's hash slot (``asyncq.core.cluster``). So every part of asyncq
+uses one interface: pipelines, scripts, a blocking pop, pub/sub. asyncq retries transient failures itself
+(``asyncq.core.backoff``), so redis-py's own retry is turned off: a blind retry of a blocking command after
+a timeout is the race described in pitfall 1-2 of the design notes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    AuthenticationWrongNumberOfArgsError,
-    BusyLoadingError,
-    ConnectionError,
-    OutOfMemoryError,
-    RedisError,
-    ResponseError,
-    TimeoutError,
-)
+from redis.exceptions import RedisError, ResponseError
+
+from asyncq.core.cluster import SlotConnectionPool, SlotResolver, slot_of
+from asyncq.core.failures import describe
+from asyncq.core.urls import HAUrl, parse_ha, redact
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "redis://localhost:6379/0"
 MIN_REDIS = (7, 0)  # script flags (allow-oom) need 7.0
-# Error replies that pass by themselves: a server loading or busy, a failover or slot move under way.
-_TRANSIENT_CODES = frozenset(
-    ("BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS", "UNBLOCKED", "MOVED", "ASK")
-)
-# Query parameters that carry a secret (redis-py reads ``password`` from the query too); a value runs to the
-# next "&", so an unencoded "#", "?" or "@" in it is hidden too.
-_SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd|secret|token|sentinel_password)=)[^&]*", re.IGNORECASE)
-_SCRIPT_SUFFIX = re.compile(r"\s*script: [0-9a-f]{40}.*$", re.DOTALL)
 
 
 class RedisUnavailable(Exception):
@@ -69,119 +61,153 @@ class TLSOptions:
         return options
 
 
-def resolve_url(url: str | None) -> str:
-    """``url``, else ``$REDIS_URL``, else the local default."""
-    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
-
-
-def redact(url: str) -> str:
-    """The URL with every password replaced by ``***``: safe to print and log.
-
-    Works on the text rather than a URL parser, so that a password with an unencoded ``/``, ``#``, ``?`` or
-    ``@`` (which parsers split in the wrong place) is hidden too; under doubt it hides more, never less.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return _SECRET_QUERY.sub(r"\1***", url)
-    # The userinfo ends at the last "@" before any secret query parameter (whose value may hold an "@").
-    query = _SECRET_QUERY.search(rest)
-    at = rest.rfind("@", 0, query.start() if query else len(rest))
-    head = ""
-    if at >= 0:
-        user, colon, _ = rest[:at].partition(":")
-        # No colon: "redis://secret@host" is taken as a password by some clients; hide it whole.
-        head = f"{user}:***@" if colon else "***@"
-        rest = rest[at + 1 :]
-    return f"{scheme}://{head}" + _SECRET_QUERY.sub(r"\1***", rest)
-
-
 def connect(
     url: str,
     *,
+    key: str | None = None,
     socket_timeout: float = 10.0,
     max_connections: int = 20,
     tls: TLSOptions | None = None,
     name: str = "asyncq",
 ) -> aioredis.Redis:
-    """A client for ``url``: bytes replies, bounded timeouts, no hidden retries."""
+    """A client for ``url``: bytes replies, bounded timeouts, no hidden retries. On a cluster it serves the
+    slot of ``key`` (every key of a queue shares that slot), which a cluster URL therefore needs."""
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": f"{name}-{socket.gethostname()}-{os.getpid()}",
+        **(tls or TLSOptions()).kwargs(),
+    }
     try:
-        return aioredis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=5.0,
-            socket_keepalive=True,
-            health_check_interval=15,
-            max_connections=max_connections,
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"{name}-{socket.gethostname()}-{os.getpid()}",
-            **(tls or TLSOptions()).kwargs(),
-        )
+        ha = parse_ha(url)
+        if ha is None:
+            client = aioredis.Redis.from_url(url, max_connections=max_connections, **options)
+            pool = client.connection_pool
+            pool.connection_class = _REPLACING.get(pool.connection_class, pool.connection_class)
+            return client
     except ValueError as exc:
         raise RedisUnavailable(url, f"invalid URL ({exc})") from exc
+    auth = {"username": ha.username, "password": ha.password}
+    if ha.tls:
+        options["ssl"] = True
+    if ha.kind == "sentinel":
+        return _sentinel_client(ha, options, auth, max_connections)
+    if key is None:
+        raise RedisUnavailable(url, "a cluster URL needs the queue's name to find its node")
+    resolver = SlotResolver(ha.hosts, slot_of(key), {**options, **auth, "client_name": None})
+    pool = SlotConnectionPool(resolver, max_connections=max_connections, **options, **auth)
+    return aioredis.Redis(connection_pool=pool)
+
+
+class _DroppedOnDemotion(Connection):
+    """A connection to one address that a ``READONLY`` or ``UNBLOCKED`` reply closes: the server became a
+    replica (a managed endpoint failing over behind one name), so the next connection resolves the name
+    again and finds the new master."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if (getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]) in ("READONLY", "UNBLOCKED"):
+                await self.disconnect()
+            raise
+
+
+class _DroppedOnDemotionSSL(_DroppedOnDemotion, SSLConnection):
+    pass
+
+
+_REPLACING: dict[type[Any], type[Any]] = {Connection: _DroppedOnDemotion, SSLConnection: _DroppedOnDemotionSSL}
+
+
+class _SentinelManaged(aioredis.Redis):
+    """A client of a Sentinel service's master that also closes its connections to the sentinels."""
+
+    sentinels: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            for client in self.sentinels.sentinels:
+                await client.aclose()
+
+
+def _sentinel_client(ha: HAUrl, options: dict[str, Any], auth: dict[str, Any], max_connections: int) -> aioredis.Redis:
+    sentinel_auth = {"username": ha.query.get("sentinel_username"), "password": ha.query.get("sentinel_password")}
+    sentinel_options = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout", "socket_keepalive")}
+    sentinel_options.update({k: v for k, v in options.items() if k.startswith("ssl")})
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        ha.hosts, sentinel_kwargs={**sentinel_options, **sentinel_auth}, **options, **auth, db=ha.db
+    )
+    client: _SentinelManaged = sentinel.master_for(
+        ha.service, redis_class=_SentinelManaged, max_connections=max_connections
+    )
+    client.sentinels = sentinel
+    return client
+
+
+def adopt(client: Any, key: str) -> aioredis.Redis:
+    """The client to use for a queue whose keys share ``key``'s slot, given the caller's own client: a
+    ``redis.asyncio.Redis`` (a Sentinel-managed one too) as it is; for a ``RedisCluster``, a client of the
+    slot's master made from its nodes and credentials (the cluster client itself is left to its owner)."""
+    if isinstance(client, aioredis.Redis):
+        return client
+    if isinstance(client, RedisCluster):
+        kwargs = dict(client.connection_kwargs)
+        nodes = [(node.host, int(node.port)) for node in client.get_nodes()] or [
+            (node.host, int(node.port)) for node in client.startup_nodes
+        ]
+        options = {k: kwargs[k] for k in _CLUSTER_OPTIONS if kwargs.get(k) is not None}
+        if kwargs.get("connection_class") is not None and issubclass(kwargs["connection_class"], SSLConnection):
+            options["ssl"] = True
+        resolver = SlotResolver(nodes, slot_of(key), {**options, "client_name": None})
+        return aioredis.Redis(connection_pool=SlotConnectionPool(resolver, **options))
+    raise TypeError(f"redis= takes a redis.asyncio.Redis or RedisCluster, not {type(client).__name__}")
+
+
+_CLUSTER_OPTIONS = (
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "client_name",
+)
+
+
+async def rediscover(client: aioredis.Redis) -> None:
+    """Drop ``client``'s idle connections so that the next ones find the master again (through the
+    sentinels, or the cluster's slot map); on a plain URL they reconnect to the same server."""
+    pool = client.connection_pool
+    if isinstance(pool, SlotConnectionPool):
+        pool.resolver.forget()
+    await pool.disconnect(inuse_connections=False)
 
 
 def blocking_client(client: aioredis.Redis, block_timeout: float) -> aioredis.Redis:
-    """A client of one connection of its own, like ``client``, for a blocking pop of ``block_timeout``
-    seconds: its socket timeout stays above the pop's server-side timeout (pitfall 1), and it never waits
-    for a connection of the shared pool."""
+    """A client of one connection of its own to the same place as ``client``, for a blocking pop of
+    ``block_timeout`` seconds: its socket timeout stays above the pop's server-side timeout (pitfall 1), and
+    it never waits for a connection of the shared pool."""
     pool = client.connection_pool
-    options = dict(pool.connection_kwargs)
-    options["socket_timeout"] = block_timeout + 10.0
-    return aioredis.Redis(
-        connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options),
-        single_connection_client=True,
-    )
-
-
-def error_code(exc: BaseException) -> str:
-    """The reply's error code (``READONLY``, ``NOPERM``, ...): redis-py strips it from the message of some
-    replies and keeps it in ``status_code``."""
-    if not isinstance(exc, RedisError):
-        return ""
-    code = getattr(exc, "status_code", None)
-    if code:
-        return str(code).upper()
-    first = str(exc).split(" ", 1)[0]
-    return first if first.isupper() else ""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures that pass by themselves: lost connections, timeouts, a server loading or busy, a
-    failover or slot move under way. A refusal (wrong password, NOPERM, WRONGTYPE, a script error) is not."""
-    if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError):
-        return False
-    if isinstance(exc, ConnectionError | TimeoutError | OSError):
-        return True
-    return isinstance(exc, ResponseError) and error_code(exc) in _TRANSIENT_CODES
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, OutOfMemoryError) or error_code(exc) == "OOM"
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Redis did not answer (as opposed to answering with a refusal)."""
-    if isinstance(exc, AuthenticationError | BusyLoadingError):
-        return False
-    return isinstance(exc, ConnectionError | TimeoutError | OSError)
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line reason for ``exc`` that never contains a password nor a script's sha."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = _SCRIPT_SUFFIX.sub("", text).rstrip(" .,")
-    code = error_code(exc)
-    if code and not text.startswith(code):
-        text = f"{code} {text}"
-    if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError):
-        return f"authentication failed ({text})"
-    if "NOAUTH" in text or "WRONGPASS" in text:
-        return f"authentication failed ({text})"
-    if code == "NOPERM":
-        return f"permission denied by the server's ACL: {text}"
-    if is_out_of_memory(exc):
-        return f"out of memory: {text}"
-    return text
+    timeout = block_timeout + 10.0
+    narrowed: aioredis.ConnectionPool
+    if isinstance(pool, SlotConnectionPool):
+        narrowed = pool.narrowed(max_connections=1, socket_timeout=timeout)
+    else:
+        options = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+        options["socket_timeout"] = timeout
+        if isinstance(pool, SentinelConnectionPool):
+            narrowed = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+                pool.service_name, pool.sentinel_manager, max_connections=1, **options
+            )
+        else:
+            narrowed = aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **options)
+    return aioredis.Redis(connection_pool=narrowed, single_connection_client=True)
 
 
 async def check_reachable(client: aioredis.Redis, url: str) -> None:

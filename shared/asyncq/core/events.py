@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.backoff import Outage
-from asyncq.core.connection import is_transient
+from asyncq.core.failures import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Events:
         while not self._stop.is_set():
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.ssubscribe(self._channel)
                 self._subscribed.set()
                 outage.recovered()
                 while not self._stop.is_set():

@@ -24,7 +24,7 @@ key                                 type    contents
 ``asyncq:{NAME}:sweep-lock``        string  held by the consumer running the recovery sweep (TTL)
 ``asyncq:{NAME}:producer:<id>``     string  ``seq:pushed`` of producer ``<id>``'s last batch, so a batch
                                             resent after a lost reply is not pushed twice (TTL 1 h)
-``asyncq:{NAME}:events``            pubsub  channel: ``done`` when unfinished reaches 0, ``space``
+``asyncq:{NAME}:events``            pubsub  sharded channel (SPUBLISH): ``done`` when unfinished reaches 0, ``space``
                                             when a consumer took items while a producer waited
 ==================================  ======  ==========================================================
 """

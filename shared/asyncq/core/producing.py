@@ -11,25 +11,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.batcher import Batcher
-from asyncq.core.connection import is_out_of_memory, is_transient
+from asyncq.core.connection import rediscover
 from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
+from asyncq.core.failures import NotReplicated, is_out_of_memory, is_transient
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Replication:
+    """``put()`` returns once ``min_replicas`` replicas hold the item (0: once the master does), waiting
+    ``timeout`` seconds for them per try."""
+
+    min_replicas: int = 0
+    timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0 or self.timeout <= 0:
+            raise ValueError("min_replicas must be >= 0 and replica_timeout > 0")
+
+
 class Puts:
     """Sends the puts of producer ``producer_id``; ``maxsize`` bounds the items waiting (0: none)."""
 
     def __init__(
-        self, *, client: aioredis.Redis, scripts: Scripts, keys: Keys, producer_id: str, maxsize: int, events: Events
+        self,
+        *,
+        client: aioredis.Redis,
+        scripts: Scripts,
+        keys: Keys,
+        producer_id: str,
+        maxsize: int,
+        events: Events,
+        replication: Replication,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -37,6 +60,7 @@ class Puts:
         self._producer_id = producer_id
         self.maxsize = maxsize
         self._events = events
+        self._replication = replication
         self._sent_any = False
         self._batcher: Batcher[bytes] = Batcher(
             "put",
@@ -73,7 +97,18 @@ class Puts:
 
     async def _send(self, raws: list[bytes], seq: int) -> int:
         self._sent_any = True
-        return await self._scripts.put(self._producer_id, seq, raws, self.maxsize)
+        wanted = self._replication.min_replicas
+        if not wanted:
+            return await self._scripts.put(self._producer_id, seq, raws, self.maxsize)
+        timeout = self._replication.timeout
+        pushed, confirmed = await self._scripts.put_replicated(
+            self._producer_id, seq, raws, self.maxsize, wanted, timeout
+        )
+        if confirmed < wanted:
+            # This server may have lost its replicas, or its role (a failover): look for the master again.
+            await rediscover(self._client)
+            raise NotReplicated(f"only {confirmed} of {wanted} replica(s) confirmed the put within {timeout:g} s")
+        return pushed
 
     async def _wait_room(self) -> None:
         await self._events.ensure_listening()

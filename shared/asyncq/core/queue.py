@@ -1,9 +1,5 @@
 """``RedisQueue``: asyncio.Queue's producer/consumer contract across processes and machines, over Redis.
-
-Producers ``await q.put(item)``; consumers ``item = await q.get()`` then ``q.task_done()``; ``await q.join()``
-returns once every item put under this name, by any process, is done. See ``asyncq.core.keys`` for the key layout
-and ``asyncq.core.scripts`` for the server-side steps.
-"""
+Key layout: ``asyncq.core.keys``; the server-side steps: ``asyncq.core.scripts``."""
 
 from __future__ import annotations
 
@@ -21,14 +17,15 @@ from redis.exceptions import RedisError
 
 from asyncq.consuming.session import ConsumerSession, ConsumeSettings
 from asyncq.consuming.stats import ConsumerStats
-from asyncq.core.connection import TLSOptions, connect, resolve_url
+from asyncq.core.connection import TLSOptions, adopt, connect
 from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
 from asyncq.core.keys import Keys
-from asyncq.core.producing import Puts
+from asyncq.core.producing import Puts, Replication
 from asyncq.core.retries import RetryPolicy
 from asyncq.core.scripts import Scripts
+from asyncq.core.urls import resolve_url
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,9 @@ class RedisQueue:
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
     ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls.
     ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
-    and how long a failed one waits.
+    and how long a failed one waits. With ``min_replicas`` N > 0, ``put()`` returns only once N replicas
+    hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
+    never reported done): a failover then loses no item whose put returned.
     """
 
     def __init__(
@@ -51,6 +50,8 @@ class RedisQueue:
         maxsize: int = 0,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
         retry: RetryPolicy | None = None,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
         prefetch: int = 0,
         batch_size: int = 500,
         heartbeat_interval: float = 2.0,
@@ -67,7 +68,8 @@ class RedisQueue:
         self.retry_policy = retry or RetryPolicy()
         self.heartbeat_interval = heartbeat_interval
         self._owns_client = redis is None
-        self._client = redis if redis is not None else connect(self.url, tls=tls)
+        key = self.keys.queue
+        self._client = adopt(redis, key) if redis is not None else connect(self.url, key=key, tls=tls)
         self._scripts = Scripts(self._client, self.keys)
         self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -80,6 +82,7 @@ class RedisQueue:
             producer_id=self.consumer_id,
             maxsize=maxsize,
             events=self._events,
+            replication=Replication(min_replicas, replica_timeout),
         )
         self._consuming: ConsumerSession | None = None
         self._closed = False
@@ -121,10 +124,10 @@ class RedisQueue:
     async def put(self, item: Any) -> None:
         """Put ``item`` (JSON-serialisable) at the end of the queue; waits while the queue is full.
 
-        Raises ``TypeError`` or ``ItemTooLarge`` before anything reaches Redis. During an outage the put is
-        retried until Redis is back; an error Redis reports is raised here. Cancelling a put whose batch is
-        already in flight may still enqueue it (at least once, never lost).
-        """
+        Raises ``TypeError`` or ``ItemTooLarge`` before anything reaches Redis. Through an outage or failover
+        the put is retried until it succeeds (forever: bound it with ``asyncio.timeout`` if you must); a
+        refusal (NOPERM, ...) is raised here. A retried put never enqueues twice; cancelling a put whose batch
+        is already in flight may still enqueue it."""
         self._check_not_closed()
         raw = encode(item, max_bytes=self.max_item_bytes)
         await self._puts.submit(raw)
@@ -227,11 +230,9 @@ class RedisQueue:
         return 0 if self._consuming is None else await self._consuming.stop()
 
     async def close(self, timeout: float = 30.0) -> None:
-        """Flush puts and acknowledgements, give back every item not acknowledged, leave, disconnect.
-
-        Each step is bounded; what cannot reach Redis stays where recovery finds it. Puts still unsent after
-        ``timeout`` fail with ``QueueClosed``.
-        """
+        """Flush puts and acknowledgements, give back every item not acknowledged, leave, disconnect. Each
+        step is bounded; what cannot reach Redis stays where recovery finds it. Puts still unsent after
+        ``timeout`` fail with ``QueueClosed``."""
         if self._closed:
             return
         self._closed = True

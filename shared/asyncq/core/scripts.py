@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from asyncq.core.keys import TOTALS, Keys
 
@@ -94,10 +95,33 @@ class Scripts:
         keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer))
         return int(await self._call("put", keys, (maxsize, seq, *raws)))
 
+    async def put_replicated(
+        self, producer: str, seq: int, raws: Sequence[bytes], maxsize: int, replicas: int, timeout: float
+    ) -> tuple[int, int]:
+        """PUT, then ``WAIT`` on the same connection in the same round trip: (pushed, replicas that confirmed
+        within ``timeout`` seconds). A script Redis no longer has is loaded and the pair sent again (PUT
+        recognises its seq, so nothing is pushed twice)."""
+        k = self.keys
+        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer))
+        script = self._scripts["put"]
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, maxsize, seq, *raws)
+            pipe.execute_command("WAIT", replicas, max(1, int(timeout * 1000)))
+            pushed, confirmed = await pipe.execute(raise_on_error=False)
+            if isinstance(pushed, NoScriptError):
+                script.sha = await self.client.script_load(script.script)
+                continue
+            for reply in (pushed, confirmed):
+                if isinstance(reply, Exception):
+                    raise reply
+            return int(pushed), int(confirmed)
+        raise NoScriptError("the PUT script could not be loaded")
+
     async def fetch(self, consumer: str, count: int) -> Fetched:
         """Claim up to ``count`` envelopes into ``consumer``'s processing list (due retries first)."""
         k = self.keys
-        reply = await self._call("fetch", (k.queue, k.processing(consumer), k.delayed, k.full), (count, k.events))
+        reply = await self._call("fetch", (k.queue, k.processing(consumer), k.delayed, k.full, k.events), (count,))
         raws, next_due, now = reply
         due = None if next_due is None else max(0.0, (float(next_due) - float(now)) / 1000.0)
         return Fetched(list(raws), due)
@@ -105,19 +129,19 @@ class Scripts:
     async def ack(self, consumer: str, raws: Sequence[bytes]) -> int:
         """Mark done the envelopes still in ``consumer``'s processing list; returns how many were."""
         k = self.keys
-        return int(await self._call("ack", (k.processing(consumer), k.unfinished, k.totals), (k.events, *raws)))
+        return int(await self._call("ack", (k.processing(consumer), k.unfinished, k.totals, k.events), raws))
 
     async def retry(self, consumer: str, raw: bytes, delay: float) -> bool:
         """Schedule ``raw`` for another attempt in ``delay`` seconds; False if recovery had taken it back."""
         k = self.keys
-        keys = (k.processing(consumer), k.delayed, k.totals, k.unfinished)
-        return bool(await self._call("retry", keys, (raw, max(0, int(delay * 1000)), k.events)))
+        keys = (k.processing(consumer), k.delayed, k.totals, k.unfinished, k.events)
+        return bool(await self._call("retry", keys, (raw, max(0, int(delay * 1000)))))
 
     async def dead(self, consumer: str, raw: bytes, record: bytes, *, counted: bool, failed: bool) -> bool:
         """Move ``raw`` to the dead letters as ``record``; False if recovery had taken it back."""
         k = self.keys
-        keys = (k.processing(consumer), k.dead, k.unfinished, k.totals)
-        return bool(await self._call("dead", keys, (k.events, raw, record, int(counted), int(failed))))
+        keys = (k.processing(consumer), k.dead, k.unfinished, k.totals, k.events)
+        return bool(await self._call("dead", keys, (raw, record, int(counted), int(failed))))
 
     async def recover(self, consumer: str, limit: int) -> int:
         """Give back up to ``limit`` items of a dead ``consumer``; -1 if its heartbeat is alive."""

@@ -17,7 +17,10 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from asyncq.core.connection import TLSOptions, connect, describe, redact
+from asyncq.core.connection import TLSOptions, connect
+from asyncq.core.failures import describe
+from asyncq.core.keys import Keys
+from asyncq.core.urls import redact
 from asyncq.tools import snapshot
 from asyncq.tools.render import History, duration, render_snapshot
 from asyncq.tools.render import clock as _clock
@@ -106,7 +109,7 @@ async def _run(
 ) -> None:
     view = _View(url, queue, interval)
     stop = until or asyncio.Event()  # watch's is never set: Ctrl-C ends it
-    client = connect(url, socket_timeout=5.0, max_connections=2, name="asyncq-watch", tls=tls)
+    client = connect(url, key=Keys(queue).queue, socket_timeout=5.0, max_connections=2, name="asyncq-watch", tls=tls)
     try:
         with _screen(console, stream=until is None) as show:
             while not stop.is_set():

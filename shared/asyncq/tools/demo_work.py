@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 import typer
 
+from asyncq.core.connection import connect
 from asyncq.core.keys import Keys, check_name
 from asyncq.core.queue import RedisQueue
 from asyncq.producer.ratelimit import RateLimiter
@@ -58,10 +59,11 @@ _client: aioredis.Redis | None = None
 def _redis() -> aioredis.Redis:
     global _client
     if _client is None:
-        # A blocking pool: the consumer's C coroutines share a few connections, waiting for one when all are
-        # busy (the default pool would raise "Too many connections" and fail the item).
-        pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=8, timeout=10)
-        _client = aioredis.Redis(connection_pool=pool, client_name="asyncq-demo-handler")
+        # The records share the queue's hash tag: on a cluster they live on the queue's node. The consumer's
+        # few coroutines (the demo runs 4 per consumer) stay well within the pool.
+        queue = os.environ.get("ASYNCQ_QUEUE", "asyncq-demo")
+        url = os.environ["REDIS_URL"]
+        _client = connect(url, key=Keys(queue).queue, max_connections=16, name="asyncq-demo-handler")
     return _client
 
 

@@ -26,11 +26,12 @@ local function push(cmd, key, list, first, last)
 end
 
 --- finished
--- n items are done for join(): lower unfinished, publish 'done' when nothing is left.
+-- n items are done for join(): lower unfinished, publish 'done' when nothing is left. The channel is a key of
+-- the queue's slot (sharded pub/sub: on a cluster the message stays on the slot's shard).
 local function finished(key, channel, n)
   local left = redis.call('DECRBY', key, n)
   if left <= 0 then
     if left < 0 then redis.call('SET', key, 0) end
-    redis.call('PUBLISH', channel, 'done')
+    redis.call('SPUBLISH', channel, 'done')
   end
 end

@@ -1,13 +1,13 @@
 -- RETRY: if the envelope is still ours, bump its attempts and schedule it `delay` ms from now (Redis's
 -- clock). A byte-identical twin already scheduled absorbs it: the copy is then done for join().
--- KEYS: processing, delayed, totals, unfinished
--- ARGV: envelope, delay ms, channel
+-- KEYS: processing, delayed, totals, unfinished, channel
+-- ARGV: envelope, delay ms
 -- Reply: 1, or 0 if recovery had taken it back
 -- flags: allow-oom
 -- uses: now, bump, finished
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 if redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), bump(ARGV[1])) == 0 then
-  finished(KEYS[4], ARGV[3], 1)
+  finished(KEYS[4], KEYS[5], 1)
 end
 redis.call('HINCRBY', KEYS[3], F.retried, 1)
 redis.call('HINCRBY', KEYS[3], F.failed, 1)
