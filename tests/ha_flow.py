@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import redis
@@ -60,11 +61,14 @@ def run_flow(
     count: int = 1500,
     rate: float = 300,
     min_replicas: int = 1,
+    work: float = 0.2,
     timeout: float = 120,
 ) -> FlowResult:
     """Run the flow through ``url`` with ``fault()`` a third of the way in; returns what it counted."""
     with EmbeddedRedis() as store:
-        record = {"FAULT_RECORD_URL": store.url, "FAULT_RECORD_KEY": queue}
+        # Consumers slower than the producer (2 x 20 coroutines x ``work`` s per item): a backlog is waiting
+        # when the fault strikes, which is when an acknowledged put can be lost.
+        record = {"FAULT_RECORD_URL": store.url, "FAULT_RECORD_KEY": queue, "FAULT_WORK": str(work)}
         consumers = [
             start(
                 "consumer",
@@ -104,5 +108,5 @@ def run_flow(
         client = redis.Redis.from_url(store.url)
         handled = Counter({k.decode(): int(v) for k, v in client.hgetall(f"{queue}:counts").items()})
         client.close()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(starts)]
     return FlowResult(added, handled, unprocessed, max(gaps, default=0.0), producer, consumers)

@@ -99,7 +99,7 @@ def connect(
         raise RedisUnavailable(url, "a cluster URL needs the queue's name to find its node")
     resolver = SlotResolver(ha.hosts, slot_of(key), {**options, **auth, "client_name": None})
     pool = SlotConnectionPool(resolver, max_connections=max_connections, **options, **auth)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # closed with the client
 
 
 class _DroppedOnDemotion(Connection):
@@ -164,7 +164,7 @@ def adopt(client: Any, key: str) -> aioredis.Redis:
         if kwargs.get("connection_class") is not None and issubclass(kwargs["connection_class"], SSLConnection):
             options["ssl"] = True
         resolver = SlotResolver(nodes, slot_of(key), {**options, "client_name": None})
-        return aioredis.Redis(connection_pool=SlotConnectionPool(resolver, **options))
+        return aioredis.Redis.from_pool(SlotConnectionPool(resolver, **options))
     raise TypeError(f"redis= takes a redis.asyncio.Redis or RedisCluster, not {type(client).__name__}")
 
 
