@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(BIN)/asyncq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -ra
+
+# The unit tier: no Redis, no processes, a few seconds (tests/unit).
+test-fast: install
+	$(BIN)/pytest tests/unit -q
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -26,8 +26,7 @@ import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
 from asyncq.tools.embedded import EmbeddedRedis
-from tests.fault_support import reap
-from tests.procs import docker_available
+from tests.harness import docker_available, reap
 
 REDIS_IMAGE = os.environ.get("ASYNCQ_TEST_REDIS_IMAGE", "redis:7-bookworm")
 
@@ -101,6 +100,6 @@ def client(redis_url: str) -> Iterator[SyncRedis]:
 
 @pytest.fixture(autouse=True)
 def _reap() -> Iterator[None]:
-    """Kill any process a test started through tests.fault_support and left running."""
+    """Kill any process a test started through tests.harness.start and left running."""
     yield
     reap()

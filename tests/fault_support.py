@@ -1,124 +1,38 @@
-"""What the fault tests share: CLI processes with their output in files, and reading a queue's state back.
+"""Reading a queue's state back for the fault tests: counts the handlers kept, dead letters, consumer ids.
 
-The processes are the venv's real ``producer`` / ``consumer`` console scripts. Their output goes to files
-(a pipe nobody reads would block them); ``PYTHONPATH`` holds the repository so ``--handler
-tests.fault_handlers:...`` imports.
+The processes themselves are `tests.harness`'s; its names are re-exported here (``Proc``, ``start``, ``run``,
+``reap``, ``wait_until``, ``ROOT``) for the files that import them from this module.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from asyncq.core.keys import Keys
-from tests.procs import ADDED_LINE, cli, env
+from tests.harness import ROOT, Proc, reap, run, start, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = [
+    "ROOT",
+    "Proc",
+    "assert_drained",
+    "calls",
+    "consumer_id",
+    "counts",
+    "dead_letters",
+    "reap",
+    "run",
+    "start",
+    "state",
+    "traceback_free",
+    "wait_until",
+]
+
 _CONSUMER_PID = re.compile(r"-(\d+)-[0-9a-f]{6}$")
-_started: list[Proc] = []
-
-
-@dataclass
-class Proc:
-    """A CLI process writing its stdout and stderr to files."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def added(self) -> list[str]:
-        """The items a producer run with -v reported as put ("added <hex>"): put() returned for each."""
-        return ADDED_LINE.findall(self.stdout())
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM (graceful shutdown) and wait; the exit code, or TimeoutExpired."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def describe(self, tail: int = 3000) -> str:
-        return (
-            f"--- {self.name} (pid {self.pid}), exit {self.proc.poll()}\nargv: {self.proc.args!r}\n"
-            f"stdout (tail):\n{self.stdout()[-tail:]}\nstderr (tail):\n{self.stderr()[-tail:]}\n"
-        )
-
-
-def start(program: str, args: Sequence[str], redis_url: str, logdir: Path, name: str, **extra: str) -> Proc:
-    """Start console script ``program`` with REDIS_URL=``redis_url`` and ``extra`` in its environment."""
-    out, err = logdir / f"{name}.stdout", logdir / f"{name}.stderr"
-    with out.open("wb") as fout, err.open("wb") as ferr:
-        proc = subprocess.Popen(
-            [cli(program), *args],
-            env=env(REDIS_URL=redis_url, PYTHONPATH=str(ROOT), **extra),
-            stdout=fout,
-            stderr=ferr,
-            cwd=ROOT,
-        )
-    started = Proc(name, proc, out, err)
-    _started.append(started)
-    return started
-
-
-def reap() -> None:
-    """SIGKILL every process ``start`` started that still runs (a failed test's leftovers)."""
-    while _started:
-        proc = _started.pop()
-        if proc.alive():
-            proc.kill()
-
-
-def run(
-    program: str, args: Sequence[str], redis_url: str, timeout: float = 60, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [cli(program), *args],
-        env=env(REDIS_URL=redis_url, PYTHONPATH=str(ROOT), **extra),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took, AssertionError naming ``what`` after ``timeout``."""
-    start_at = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start_at > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - start_at
 
 
 def consumer_id(client: redis.Redis, keys: Keys, pid: int) -> str | None:

@@ -36,12 +36,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.harness import wait_until
 
 FAMILY = "aqnt-"
 SUBNET = "10.77.0"  # /24, only ever configured inside the namespaces built here
@@ -310,11 +311,14 @@ def start_redis(host: Host, workdir: Path, *, port: int = 6379, timeout: float =
     with log:
         proc = host.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=rdir)
     server = RedisServer(host=host, port=port, process=proc, dir=rdir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited {proc.returncode}: {server.log.read_text(errors='replace')}")
-        if server.ping(timeout=2.0):
-            return server
-        time.sleep(0.05)
-    raise TimeoutError(f"redis-server in {host.netns} did not answer PING within {timeout} s")
+        return server.ping(timeout=2.0)
+
+    try:
+        wait_until(answers, timeout, f"redis-server in {host.netns} to answer PING")
+    except AssertionError as exc:
+        raise TimeoutError(f"redis-server in {host.netns} did not answer PING within {timeout} s") from exc
+    return server

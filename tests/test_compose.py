@@ -30,7 +30,7 @@ import docker
 import pytest
 import redis
 
-from tests.procs import docker_available
+from tests.harness import docker_available, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -309,14 +309,6 @@ def item_lines(logs: str) -> list[tuple[str, str]]:
     return found
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-
-
 @pytest.mark.docker
 @pytest.mark.timeout(900)
 def test_three_consumers_share_the_work(stack_factory: Callable[..., Stack]) -> None:
@@ -331,7 +323,7 @@ def test_three_consumers_share_the_work(stack_factory: Callable[..., Stack]) -> 
     def lines() -> dict[str, list[tuple[str, str]]]:
         return {c.name: item_lines(c.logs(stdout=True, stderr=False).decode()) for c in consumers}
 
-    wait_for(lambda: sum(map(len, lines().values())) >= count, 30, f"{count} per-item lines")
+    wait_until(lambda: sum(map(len, lines().values())) >= count, 30, f"{count} per-item lines", interval=0.5)
     per_replica = lines()
     items = Counter(item for found in per_replica.values() for _, item in found)
     assert sum(items.values()) == count, f"{sum(items.values())} items processed, {count} produced"
@@ -351,7 +343,9 @@ def test_three_consumers_share_the_work(stack_factory: Callable[..., Stack]) -> 
         snap: dict[str, Any] = json.loads(stack.check("exec", "-T", "consumer", "asyncq", "stats", "--json"))
         return snap
 
-    wait_for(lambda: sum(c["processed"] for c in stats()["consumers"]) >= count, 30, "heartbeat counters")
+    wait_until(
+        lambda: sum(c["processed"] for c in stats()["consumers"]) >= count, 30, "heartbeat counters", interval=0.5
+    )
     snap = stats()
     assert snap["depth"] == 0 and not snap["unfinished"] and not snap["dead"], snap
     assert sorted(c["processed"] for c in snap["consumers"]) == sorted(spread.values()), snap
@@ -384,7 +378,7 @@ def test_scale_down_mid_run_drains_gracefully(stack_factory: Callable[..., Stack
         exits: dict[str, Future[Any]] = {c.id: pool.submit(c.wait, timeout=600) for c in consumers}
         try:
             stack.check("up", "-d", "--no-deps", "producer")
-            wait_for(lambda: stack.totals().get("processed", 0) >= 60, 60, "60 items processed")
+            wait_until(lambda: stack.totals().get("processed", 0) >= 60, 60, "60 items processed", interval=0.5)
 
             started = time.monotonic()
             stack.check("up", "-d", "--no-deps", "--scale", "consumer=1", "consumer")

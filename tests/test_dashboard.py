@@ -11,9 +11,8 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from asyncq.tools.embedded import EmbeddedRedis
 from asyncq.tools.layout import abbreviate
 from asyncq.tools.render import CONSUMER_COLUMNS, History, render_snapshot, sparkline
 from asyncq.tools.snapshot import ConsumerView, Snapshot
-from tests.procs import cli, env, run
+from tests.harness import Proc, async_wait_until, cli, env, run, start, wait_until
 
 RULE = "─" * 120
 HEADERS = [c.header for c in CONSUMER_COLUMNS]
@@ -75,13 +74,6 @@ def shown_headers(text: str, first: str = "host") -> list[str]:
     return [cell.strip() for cell in line.strip("┃").split("┃")]
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 # -- rendering ------------------------------------------------------------------------------------------
 
 
@@ -93,7 +85,13 @@ async def test_render_shows_the_figures_of_a_real_queue(redis: aioredis.Redis, r
         q.ack(got[1])
         await q.dead_letter(got[2], "bad item")
         await q.flush()
-        await asyncio.sleep(0.4)  # a heartbeat or two: this process now shows 1 item in progress
+
+        async def one_in_progress() -> bool:
+            views = (await snapshot.take(redis, queue_name)).consumers
+            return [(v.in_progress, v.processed) for v in views] == [(1, 2)]
+
+        # the next heartbeat carries this process's figures: 1 item in progress, 2 processed
+        await async_wait_until(one_in_progress, 10, "a heartbeat with 1 item in progress and 2 processed")
         snap = await snapshot.take(redis, queue_name)
         text = screen(render_snapshot(snap))
     assert f"queue '{queue_name}'" in text
@@ -230,20 +228,25 @@ async def test_watch_keeps_going_through_a_redis_restart(private_redis: Embedded
         await q.put_many(list(range(7)))
     task = asyncio.create_task(watch(private_redis.url, queue_name, 0.1, console))
     try:
-        await wait_for(lambda: bool(frames()) and figure(frames()[-1], "waiting (depth)") == "7", 10, "depth 7")
+        await async_wait_until(lambda: bool(frames()) and figure(frames()[-1], "waiting (depth)") == "7", 10, "depth 7")
 
         await asyncio.to_thread(private_redis.stop)
-        await wait_for(lambda: "Redis unreachable since" in frames()[-1], 10, "the outage on screen")
+        await async_wait_until(lambda: "Redis unreachable since" in frames()[-1], 10, "the outage on screen")
         outage = frames()[-1]
         assert figure(outage, "waiting (depth)") == "7"  # the last figures stay, under the banner
         assert "retrying every 0.1 s" in outage
-        await asyncio.sleep(0.5)
+        shown = len(frames())
+        # watch keeps redrawing through the outage: three more frames, each still under the banner
+        await async_wait_until(lambda: len(frames()) >= shown + 3, 10, "three more frames during the outage")
+        assert all("Redis unreachable since" in frame for frame in frames()[shown - 1 :])
         assert not task.done()
 
         await asyncio.to_thread(private_redis.start)
         async with RedisQueue(queue_name, url=private_redis.url) as q:
             await q.put_many(list(range(5)))
-        await wait_for(lambda: figure(frames()[-1], "waiting (depth)") == "12", 15, "depth 12 after the restart")
+        await async_wait_until(
+            lambda: figure(frames()[-1], "waiting (depth)") == "12", 15, "depth 12 after the restart"
+        )
         assert "unreachable" not in frames()[-1]
         assert figure(frames()[-1], "total enqueued") == "12"
     finally:
@@ -253,26 +256,20 @@ async def test_watch_keeps_going_through_a_redis_restart(private_redis: Embedded
 
 
 @pytest.fixture
-def workload(redis_url: str, queue_name: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def workload(redis_url: str, queue_name: str, tmp_path: Path) -> Iterator[tuple[Proc, int]]:
     """A consumer process holding 2 items of 9 in progress (long work): a queue whose figures stay put."""
     args = ["--queue", queue_name, "--work", "60", "--concurrency", "2", "--prefetch", "0", "--grace", "0"]
-    proc = subprocess.Popen(
-        [cli("consumer"), *args, "--heartbeat", "0.2"],
-        env=env(REDIS_URL=redis_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start("consumer", [*args, "--heartbeat", "0.2"], redis_url, tmp_path, "workload")
     try:
-        put = run("producer", "--queue", queue_name, "--count", "9", "--no-wait", redis_url=redis_url, timeout=30)
+        put = run("producer", ["--queue", queue_name, "--count", "9", "--no-wait"], redis_url=redis_url, timeout=30)
         assert put.returncode == 0, put.stderr
         yield proc, 9
     finally:
-        proc.terminate()
-        proc.wait(30)
+        proc.terminate(timeout=30)
 
 
 def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
-    workload: tuple[subprocess.Popen[bytes], int], redis_url: str, queue_name: str, tmp_path: Path
+    workload: tuple[Proc, int], redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:
     consumer, _ = workload
     out_path, err_path = tmp_path / "out", tmp_path / "err"
@@ -285,10 +282,7 @@ def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
             stdin=subprocess.DEVNULL,
         )
     try:
-        deadline = time.monotonic() + 30
-        while "in progress  2 / 2" not in out_path.read_text():
-            assert time.monotonic() < deadline, out_path.read_text()[-3000:] + err_path.read_text()
-            time.sleep(0.1)
+        wait_until(lambda: "in progress  2 / 2" in out_path.read_text(), 30, "2 / 2 in progress on the pipe")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(15)
     finally:
@@ -309,9 +303,7 @@ def test_watch_process_on_a_pipe_exits_cleanly_on_sigint(
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_watch_in_a_terminal_under_tmux(
-    workload: tuple[subprocess.Popen[bytes], int], redis_url: str, queue_name: str
-) -> None:
+def test_watch_in_a_terminal_under_tmux(workload: tuple[Proc, int], redis_url: str, queue_name: str) -> None:
     consumer, _ = workload
     socket_name = f"asyncq-test-{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
@@ -326,10 +318,7 @@ def test_watch_in_a_terminal_under_tmux(
         ).stdout
 
     try:
-        deadline = time.monotonic() + 30
-        while "in progress  2 / 2" not in capture():
-            assert time.monotonic() < deadline, capture()
-            time.sleep(0.1)
+        wait_until(lambda: "in progress  2 / 2" in capture(), 30, "2 / 2 in progress in the terminal")
         text = capture()
         assert figure(text, "waiting (depth)") == "7"
         assert figure(text, "total enqueued") == "9"
@@ -337,10 +326,7 @@ def test_watch_in_a_terminal_under_tmux(
         assert text.count("waiting (depth)") == 1  # refreshed in place, not scrolled
         assert all(len(line) <= 80 for line in text.splitlines())
         subprocess.run([*tmux, "send-keys", "C-c"], check=True)
-        deadline = time.monotonic() + 15
-        while "EXIT=" not in capture():
-            assert time.monotonic() < deadline, capture()
-            time.sleep(0.1)
+        wait_until(lambda: "EXIT=" in capture(), 15, "watch to exit on Ctrl-C")
         text = capture()
         assert "EXIT=0" in text
         assert "Traceback" not in text
@@ -353,9 +339,9 @@ def test_watch_in_a_terminal_under_tmux(
 
 
 def test_stats_with_no_consumer_at_80_columns(redis_url: str, queue_name: str) -> None:
-    put = run("producer", "--queue", queue_name, "--count", "5", "--no-wait", redis_url=redis_url, timeout=30)
+    put = run("producer", ["--queue", queue_name, "--count", "5", "--no-wait"], redis_url=redis_url, timeout=30)
     assert put.returncode == 0, put.stderr
-    done = run("asyncq", "stats", "--queue", queue_name, redis_url=redis_url, COLUMNS="80")
+    done = run("asyncq", ["stats", "--queue", queue_name], redis_url=redis_url, COLUMNS="80")
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert all(len(line) <= 80 for line in text.splitlines()), text
@@ -375,7 +361,7 @@ async def test_dead_letters_list_shows_the_payload_at_80_columns(redis_url: str,
         await q.flush()
     for width in (80, 60):
         done = await asyncio.to_thread(
-            run, "asyncq", "dead-letters", "list", "--queue", queue_name, redis_url=redis_url, COLUMNS=str(width)
+            run, "asyncq", ["dead-letters", "list", "--queue", queue_name], redis_url=redis_url, COLUMNS=str(width)
         )
         assert done.returncode == 0, done.stderr
         text = done.stdout

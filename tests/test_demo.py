@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.procs import cli, env
+from tests.harness import cli, env
 
 
 def demo(*args: str, columns: int, fit: bool = True) -> subprocess.CompletedProcess[str]:

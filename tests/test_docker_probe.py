@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import docker_available
+from tests.harness import docker_available
 
 
 def _probe_leaks(monkeypatch: pytest.MonkeyPatch, host: str) -> tuple[tuple[bool, str], list[str]]:

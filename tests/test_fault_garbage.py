@@ -6,7 +6,6 @@ it are processed, and a key of the wrong type is reported once on stderr, by nam
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import redis.asyncio as aioredis
 
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
-from tests.fault_support import counts, dead_letters, start, state, wait_until
+from tests.fault_support import counts, dead_letters, state
+from tests.harness import start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 MAX_ITEM_BYTES = 1024 * 1024  # the consumer's default
@@ -80,7 +80,11 @@ async def test_bad_values_go_to_dead_letters_and_good_items_are_processed(
         30,
         "the good items processed and the bad ones dead-lettered",
     )
-    time.sleep(0.5)  # a consumer that dies on bad input would show it now
+    # Still consuming after every bad value: one more good item goes through.
+    async with RedisQueue(queue_name, url=redis_url) as q:
+        await q.put({"data": "good-after"})
+        good.append("good-after")
+    wait_until(lambda: "good-after" in counts(client, queue_name), 15, "an item put after the bad ones processed")
     assert consumer.alive(), consumer.describe()
     assert counts(client, queue_name) == dict.fromkeys(good, 1)
 
@@ -105,6 +109,11 @@ async def test_bad_values_go_to_dead_letters_and_good_items_are_processed(
     print(f"\ngarbage: {len(BAD)} bad values dead-lettered with their reasons, {len(good)} good items processed")
 
 
+def wrongtype_errors(client: redis.Redis) -> int:
+    """WRONGTYPE errors the server has answered so far (its INFO errorstats)."""
+    return int(client.info("errorstats").get("errorstat_WRONGTYPE", {}).get("count", 0))
+
+
 @pytest.mark.timeout(60)
 async def test_wrong_key_type_is_reported_once_and_consuming_resumes_when_fixed(
     client: redis.Redis, raw: aioredis.Redis, redis_url: str, queue_name: str, tmp_path: Path
@@ -127,7 +136,9 @@ async def test_wrong_key_type_is_reported_once_and_consuming_resumes_when_fixed(
         return [line for line in consumer.stderr().splitlines() if keys.delayed in line]
 
     wait_until(naming_lines, 20, "the wrong-type key reported on stderr")
-    time.sleep(4.0)  # several more failed claims (backoff 0.1 s doubling, capped at 5 s)
+    # Several more failed claims (backoff 0.1 s doubling, capped at 5 s), each a WRONGTYPE error at the server.
+    reported = wrongtype_errors(client)
+    wait_until(lambda: wrongtype_errors(client) >= reported + 3, 20, "three more failed claims after the report")
     assert consumer.alive(), consumer.describe()
     assert len(naming_lines()) == 1, consumer.describe()
     assert "string" in naming_lines()[0] and "zset" in naming_lines()[0], naming_lines()

@@ -16,7 +16,8 @@ import redis
 
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
-from tests.fault_support import Proc, calls, counts, dead_letters, start, state, wait_until
+from tests.fault_support import calls, counts, dead_letters, state
+from tests.harness import Proc, start, wait_until
 
 HANDLER = "tests.fault_handlers:behave"
 

@@ -14,7 +14,8 @@ import redis
 
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
-from tests.fault_support import calls, counts, dead_letters, run, start, state, wait_until
+from tests.fault_support import calls, counts, dead_letters, state
+from tests.harness import run, start, wait_until
 
 BEHAVE = "tests.fault_handlers:behave"
 

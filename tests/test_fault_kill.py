@@ -6,6 +6,7 @@ intervals), never because a job ran long. Deliveries are counted by the handler 
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import threading
@@ -16,7 +17,8 @@ import pytest
 import redis
 
 from asyncq.core.keys import Keys
-from tests.fault_support import Proc, assert_drained, consumer_id, counts, start, state, wait_until
+from tests.fault_support import assert_drained, consumer_id, counts, state
+from tests.harness import Proc, start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 DEFAULT_RECOVERY = 10.0  # the issue's promise with the default heartbeat (2 s): redelivered within 10 s
@@ -32,6 +34,11 @@ def _consumer(queue: str, redis_url: str, logdir: Path, name: str, *args: str, w
         FAULT_RECORD_KEY=queue,
         FAULT_WORK=work,
     )
+
+
+def started(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """Items the ``record`` handler began, with how many times each."""
+    return {k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:started").items()}
 
 
 def _heartbeats(client: redis.Redis, keys: Keys) -> int:
@@ -106,7 +113,7 @@ def test_sigkill_storm_loses_nothing(client: redis.Redis, redis_url: str, queue_
         rng = random.Random()
         next_kill = time.monotonic()
         for n in range(kills):
-            time.sleep(max(0.0, next_kill - time.monotonic()))
+            time.sleep(max(0.0, next_kill - time.monotonic()))  # on purpose: the storm kills once a second
             next_kill += 1.0
             # Prefer a consumer that registered (it may hold items) over one still starting.
             ids = {i: consumer_id(client, keys, c.pid) for i, c in enumerate(consumers)}
@@ -169,7 +176,7 @@ def test_killed_consumers_long_jobs_go_to_another_within_10s(
 ) -> None:
     """A consumer in the middle of 30 s jobs is SIGKILLed: a live consumer gets its items within 10 s."""
     keys = Keys(queue_name)
-    slow = start("consumer", ["--queue", queue_name, "--work", "30", "--concurrency", "2"], redis_url, tmp_path, "slow")
+    slow = _consumer(queue_name, redis_url, tmp_path, "slow", "--concurrency", "2", work="30")
     wait_until(lambda: consumer_id(client, keys, slow.pid), 20, "the slow consumer's heartbeat")
     slow_id = consumer_id(client, keys, slow.pid)
     assert slow_id is not None
@@ -182,15 +189,17 @@ def test_killed_consumers_long_jobs_go_to_another_within_10s(
     )
     assert producer.wait(timeout=30) == 0, producer.describe()
     wait_until(lambda: client.llen(keys.processing(slow_id)) == 2, 10, "both items claimed by the slow consumer")
+    items = producer.added()
+    assert len(items) == 2, producer.describe()
+    wait_until(lambda: started(client, queue_name) == dict.fromkeys(items, 1), 10, "the slow consumer's 2 jobs begun")
     helper = _consumer(queue_name, redis_url, tmp_path, "helper")
     wait_until(lambda: _heartbeats(client, keys) == 2, 20, "the helper's heartbeat")
-    time.sleep(0.5)  # the slow consumer is now 1-2 s into its jobs, with 28 s to go
-    assert counts(client, queue_name) == {}
 
-    slow.kill()
+    slow.kill()  # both jobs in the handler, with about 28 s to go
     took = wait_until(lambda: len(counts(client, queue_name)) == 2, 20, "the killed consumer's items at the helper")
     assert took <= DEFAULT_RECOVERY, f"redelivered {took:.1f} s after SIGKILL"
-    assert counts(client, queue_name) == dict.fromkeys(producer.added(), 1)
+    assert counts(client, queue_name) == dict.fromkeys(items, 1)  # completed once each, by the helper
+    assert started(client, queue_name) == dict.fromkeys(items, 2)  # begun once by the killed one, once by the helper
     left = state(client, keys)
     assert left["totals"].get("recovered") == 2, left
     wait_until(lambda: client.get(keys.unfinished) == b"0", 10, "unfinished to reach 0")
@@ -220,9 +229,17 @@ def test_live_consumers_long_job_is_never_taken(
     sweeper = _consumer(queue_name, redis_url, tmp_path, "sweeper", *hb)
     wait_until(lambda: _heartbeats(client, keys) == 2, 20, "the sweeper's heartbeat")
 
-    wait_until(lambda: counts(client, queue_name), 15, "the long job to finish")
+    worker_id, sweeper_id = consumer_id(client, keys, worker.pid), consumer_id(client, keys, sweeper.pid)
+    assert worker_id and sweeper_id
+
+    def processed(cid: str) -> int | None:
+        beat = client.get(keys.heartbeat(cid))
+        return int(json.loads(beat)["processed"]) if beat else None
+
+    # The worker's own heartbeat says it finished the job itself: nobody took it from under it.
+    wait_until(lambda: processed(worker_id) == 1, 15, "the worker to report the long job done")
     wait_until(lambda: client.get(keys.unfinished) == b"0", 10, "unfinished to reach 0")
-    time.sleep(1.0)  # time for a wrongful redelivery to show
+    assert processed(sweeper_id) == 0, "the sweeper ran the item"
     assert counts(client, queue_name) == {item: 1}
     assert client.hgetall(f"{queue_name}:started") == {item.encode(): b"1"}, "the item was delivered twice"
     assert "recovered" not in state(client, keys)["totals"]

@@ -21,7 +21,8 @@ import redis
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis
-from tests.fault_support import calls, counts, dead_letters, start, state, wait_until
+from tests.fault_support import calls, counts, dead_letters, state
+from tests.harness import start, wait_until
 from tests.proxy import Proxy
 
 

@@ -16,7 +16,8 @@ import redis
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis
-from tests.fault_support import run, start, state, wait_until
+from tests.fault_support import state
+from tests.harness import run, start, wait_until
 
 SHA = re.compile(r"\b[0-9a-f]{40}\b")
 

@@ -16,7 +16,8 @@ import redis
 
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis
-from tests.fault_support import Proc, assert_drained, counts, start, state, wait_until
+from tests.fault_support import assert_drained, counts, state
+from tests.harness import Proc, start, wait_until
 
 COUNT = 2000
 RATE = 200  # items/s: production spans 10 s, the restart falls in its middle

@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from asyncq.core.keys import Keys
-from tests.fault_support import consumer_id, counts, start, state, wait_until
+from tests.fault_support import consumer_id, counts, state
+from tests.harness import start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
 
@@ -104,7 +105,7 @@ def test_second_sigterm_exits_at_once_and_recovery_redelivers(
     args = ["--queue", queue_name, "--handler", HANDLER, "--heartbeat", "0.5"]
     stuck = start(
         "consumer",
-        [*args, "--concurrency", "2"],
+        [*args, "--concurrency", "2", "-v"],  # -v: the first SIGTERM is logged (INFO)
         redis_url,
         tmp_path,
         "stuck",
@@ -118,7 +119,7 @@ def test_second_sigterm_exits_at_once_and_recovery_redelivers(
     wait_until(lambda: consumer_id(client, keys, helper.pid), 20, "the helper's heartbeat")
 
     stuck.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until(lambda: "SIGTERM received" in stuck.stderr(), 5, "the consumer to take the first SIGTERM")
     stuck.proc.send_signal(signal.SIGTERM)
     assert stuck.wait(timeout=3) == 128 + signal.SIGTERM, stuck.describe()
     assert "second SIGTERM" in stuck.stderr(), stuck.describe()

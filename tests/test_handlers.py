@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from asyncq import RedisQueue
-from tests.procs import run
+from tests.harness import run
 
 ITEMS = [{"data": f"{n:04x}"} for n in range(5)]
 
@@ -25,7 +25,7 @@ async def test_every_coroutine_shape_handles_each_item_once(
 ) -> None:
     await _put(redis_url, queue_name)
     done = run(
-        "consumer", "--queue", queue_name, "--handler", f"tests.shape_handlers:{shape}", "--drain",
+        "consumer", ["--queue", queue_name, "--handler", f"tests.shape_handlers:{shape}", "--drain"],
         redis_url=redis_url, FAULT_RECORD_KEY=queue_name, PYTHONWARNINGS="default",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -51,7 +51,7 @@ async def test_handler_module_next_to_the_consumer_is_found(
     (tmp_path / "jobs.py").write_text(JOBS)
     await _put(redis_url, queue_name)
     done = run(
-        "consumer", "--queue", queue_name, "--handler", "jobs:handle", "--drain",
+        "consumer", ["--queue", queue_name, "--handler", "jobs:handle", "--drain"],
         redis_url=redis_url, cwd=str(tmp_path), JOBS_KEY=f"{queue_name}:jobs",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -62,7 +62,7 @@ async def test_handler_module_next_to_the_consumer_is_found(
     ("spec", "signature"), [("os:getcwd", "()"), ("tests.shape_handlers:takes_two", "(item, other)")]
 )
 def test_a_handler_that_cannot_take_one_item_is_refused_at_start(spec: str, signature: str) -> None:
-    done = run("consumer", "--handler", spec, "--drain", redis_url="redis://127.0.0.1:1/0")
+    done = run("consumer", ["--handler", spec, "--drain"], redis_url="redis://127.0.0.1:1/0")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: --handler: {spec} cannot be called with one item: its signature is {signature} "
@@ -72,6 +72,6 @@ def test_a_handler_that_cannot_take_one_item_is_refused_at_start(spec: str, sign
 
 def test_a_handler_module_that_fails_to_import_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
-    done = run("consumer", "--handler", "broken:handle", redis_url="redis://127.0.0.1:1/0", cwd=str(tmp_path))
+    done = run("consumer", ["--handler", "broken:handle"], redis_url="redis://127.0.0.1:1/0", cwd=str(tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == ["error: --handler: importing 'broken' failed: RuntimeError: no config"]

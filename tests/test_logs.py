@@ -4,9 +4,7 @@ the item id, the consumer id and the latency. Text stays the seed's friendly lin
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,7 +12,7 @@ import redis.asyncio as aioredis
 from asyncq import RedisQueue
 from asyncq.cli.logs import ITEMS
 from asyncq.tools.embedded import free_port
-from tests.procs import ITEM_LINE, cli, env, run
+from tests.harness import ITEM_LINE, run, start, wait_until
 
 
 def json_lines(text: str, stream: str) -> list[dict[str, Any]]:
@@ -36,7 +34,7 @@ async def test_consumer_json_lines(redis: aioredis.Redis, redis_url: str, queue_
         await q.put_many([{"data": f"{n:04x}"} for n in range(12)])
     done = run(
         "consumer",
-        *("--queue", queue_name, "--work", "0", "--drain", "-v", "--log-format", "json"),
+        ["--queue", queue_name, "--work", "0", "--drain", "-v", "--log-format", "json"],
         redis_url=redis_url,
     )
     assert done.returncode == 0, done.stderr
@@ -61,7 +59,7 @@ def done_pid(consumer_id: str) -> int:
 def test_producer_json_lines(redis_url: str, queue_name: str) -> None:
     done = run(
         "producer",
-        *("--queue", queue_name, "--count", "7", "--no-wait", "-v", "--log-format", "json"),
+        ["--queue", queue_name, "--count", "7", "--no-wait", "-v", "--log-format", "json"],
         redis_url=redis_url,
     )
     assert done.returncode == 0, done.stderr
@@ -70,25 +68,14 @@ def test_producer_json_lines(redis_url: str, queue_name: str) -> None:
     assert len([r for r in out if r["logger"] == ITEMS]) == 7
 
 
-def test_consumer_json_lines_through_a_graceful_stop(redis_url: str, queue_name: str) -> None:
-    proc = subprocess.Popen(
-        [cli("consumer"), "--queue", queue_name, "--work", "0", "-v", "--log-format", "json"],
-        env=env(REDIS_URL=redis_url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(1.0)
-        put = run("producer", "--queue", queue_name, "--count", "5", redis_url=redis_url)
-        assert put.returncode == 0, put.stderr
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+def test_consumer_json_lines_through_a_graceful_stop(redis_url: str, queue_name: str, tmp_path: Path) -> None:
+    args = ["--queue", queue_name, "--work", "0", "-v", "--log-format", "json"]
+    proc = start("consumer", args, redis_url, tmp_path, "consumer")
+    wait_until(lambda: "waiting for items" in proc.stdout(), 30, "the consumer's start line")
+    put = run("producer", ["--queue", queue_name, "--count", "5"], redis_url=redis_url)  # waits for the 5 to be done
+    assert put.returncode == 0, put.stderr
+    assert proc.terminate() == 0, proc.describe()
+    out, err = proc.stdout(), proc.stderr()
     assert len([r for r in json_lines(out, "stdout") if r["logger"] == ITEMS]) == 5
     warnings = json_lines(err, "stderr")
     # The normal way to stop a consumer: logged at INFO (shown with -v), not as a warning.
@@ -97,7 +84,7 @@ def test_consumer_json_lines_through_a_graceful_stop(redis_url: str, queue_name:
 
 def test_a_failure_is_a_json_line_too(queue_name: str) -> None:
     nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    done = run("consumer", "--queue", queue_name, "--log-format", "json", redis_url=nowhere, timeout=60)
+    done = run("consumer", ["--queue", queue_name, "--log-format", "json"], redis_url=nowhere, timeout=60)
     assert done.returncode == 1
     [record] = json_lines(done.stderr, "stderr")
     assert record["level"] == "error"
@@ -105,9 +92,9 @@ def test_a_failure_is_a_json_line_too(queue_name: str) -> None:
 
 
 def test_text_format_keeps_the_seed_lines(redis_url: str, queue_name: str) -> None:
-    put = run("producer", "--queue", queue_name, "--count", "4", "--no-wait", redis_url=redis_url)
+    put = run("producer", ["--queue", queue_name, "--count", "4", "--no-wait"], redis_url=redis_url)
     assert put.returncode == 0, put.stderr
-    done = run("consumer", "--queue", queue_name, "--work", "0", "--drain", "-v", redis_url=redis_url)
+    done = run("consumer", ["--queue", queue_name, "--work", "0", "--drain", "-v"], redis_url=redis_url)
     assert done.returncode == 0, done.stderr
     assert len(ITEM_LINE.findall(done.stdout)) == 4
     assert "Consumer " in done.stdout and " seconds." in done.stdout

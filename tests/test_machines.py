@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.cli_procs import duplicates, heartbeats, queue_state, start_cli, stats_json, wait_until
+from tests.cli_procs import duplicates, heartbeats, queue_state, start_cli, stats_json
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,9 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asyncq import RedisQueue
 from asyncq.tools.embedded import EmbeddedRedis, free_port
-from tests.procs import cli, env, run
+from tests.harness import Proc, run, start, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 # Loopback only, and never through a proxy the environment may name.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -39,16 +37,14 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            get(port, "/healthz")
-            return
-        except (urllib.error.URLError, ConnectionError):
-            assert proc.poll() is None, f"the consumer exited: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "the metrics server never answered"
-            time.sleep(0.1)
+def answers(port: int, proc: Proc) -> bool:
+    """Does the metrics server answer /healthz (whatever its status)? AssertionError if the consumer exited."""
+    try:
+        get(port, "/healthz")
+    except (urllib.error.URLError, ConnectionError):
+        assert proc.alive(), f"the consumer exited:\n{proc.describe()}"
+        return False
+    return True
 
 
 def scrape(port: int, queue: str) -> dict[str, float]:
@@ -64,31 +60,24 @@ def scrape(port: int, queue: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def consumer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def consumer(tmp_path: Path) -> Iterator[Any]:
     """Start ``consumer --metrics-port`` with extra arguments; stopped (SIGTERM) at the end."""
-    started: list[subprocess.Popen[str]] = []
+    started: list[Proc] = []
 
-    def start(redis_url: str, queue: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    def start_consumer(redis_url: str, queue: str, *args: str) -> tuple[Proc, int]:
         port = free_port()
-        proc = subprocess.Popen(
-            [cli("consumer"), "--queue", queue, "--metrics-port", str(port), "--heartbeat", "0.5", *args],
-            env=env(REDIS_URL=redis_url, PYTHONPATH=str(ROOT)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        argv = ["--queue", queue, "--metrics-port", str(port), "--heartbeat", "0.5", *args]
+        proc = start("consumer", argv, redis_url, tmp_path, f"consumer-{len(started)}")
         started.append(proc)
-        wait_listening(port, proc)
+        wait_until(lambda: answers(port, proc), 30, "the metrics server to answer")
         return proc, port
 
-    yield start
+    yield start_consumer
     for proc in started:
-        proc.terminate()
         try:
-            proc.communicate(timeout=30)
+            proc.terminate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
 
 
 async def test_counters_match_the_items_processed(
@@ -131,12 +120,10 @@ async def test_failures_retries_and_dead_letters_are_counted(
 
 def test_queue_depth_gauge_and_unknown_paths(redis_url: str, queue_name: str, consumer: Any) -> None:
     _, port = consumer(redis_url, queue_name, "--work", "60", "--concurrency", "1", "--prefetch", "0", "--grace", "0")
-    done = run("producer", "--queue", queue_name, "--count", "6", "--no-wait", redis_url=redis_url, timeout=30)
+    done = run("producer", ["--queue", queue_name, "--count", "6", "--no-wait"], redis_url=redis_url, timeout=30)
     assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 20
-    while (m := scrape(port, queue_name))["asyncq_in_progress"] != 1:
-        assert time.monotonic() < deadline, m
-        time.sleep(0.1)
+    wait_until(lambda: scrape(port, queue_name)["asyncq_in_progress"] == 1, 20, "1 item in progress")
+    m = scrape(port, queue_name)
     assert m["asyncq_queue_depth"] == 5
     assert m["asyncq_processed_total"] == 0
     assert get(port, "/nowhere")[0] == 404
@@ -147,19 +134,13 @@ def test_healthz_follows_redis(private_redis: EmbeddedRedis, queue_name: str, co
     assert get(port, "/healthz") == (200, "ok\n")
 
     private_redis.stop()
-    deadline = time.monotonic() + 20
-    while (health := get(port, "/healthz"))[0] != 503:
-        assert time.monotonic() < deadline, health
-        time.sleep(0.1)
-    assert health[1].startswith("redis unreachable")
+    wait_until(lambda: get(port, "/healthz")[0] == 503, 20, "/healthz to answer 503")
+    assert get(port, "/healthz")[1].startswith("redis unreachable")
     m = scrape(port, queue_name)  # /metrics still answers, and says Redis is down
     assert m["asyncq_redis_up"] == 0
 
     private_redis.start()
-    deadline = time.monotonic() + 30
-    while (health := get(port, "/healthz"))[0] != 200:
-        assert time.monotonic() < deadline, health
-        time.sleep(0.1)
+    wait_until(lambda: get(port, "/healthz")[0] == 200, 30, "/healthz to answer 200 again")
     assert scrape(port, queue_name)["asyncq_redis_up"] == 1
 
 

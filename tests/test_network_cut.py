@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.cli_procs import CliProcess, duplicates, heartbeats, queue_state, start_cli, stats_json, wait_until
+from tests.cli_procs import duplicates, heartbeats, queue_state, start_cli, stats_json
+from tests.harness import Proc, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -57,7 +58,7 @@ def test_link_cut_loses_nothing(net: netns.Network, tmp_path: Path, victim: str,
         redis,
         tmp_path,
     )
-    procs: list[CliProcess] = [producer, consumer]
+    procs: list[Proc] = [producer, consumer]
 
     cut_log: list[str] = []
 
@@ -71,8 +72,7 @@ def test_link_cut_loses_nothing(net: netns.Network, tmp_path: Path, victim: str,
         )
 
     # The cut starts once items flow end to end, so it hits the run mid-stream, not at start-up.
-    wait_until(lambda: len(consumer.items()) >= 10, 20, "the first items at the consumer")
-    time.sleep(max(0.0, CUT_AFTER - len(consumer.items()) / RATE))
+    wait_until(lambda: len(consumer.items()) >= CUT_AFTER * RATE, 20, f"{CUT_AFTER} s of items at the consumer")
     cut_host = consumer_host if victim == "consumer" else producer_host
     processed_before = len(consumer.items())
     cut_host.link_down()
@@ -80,7 +80,7 @@ def test_link_cut_loses_nothing(net: netns.Network, tmp_path: Path, victim: str,
     cut_log.append(f"link of {victim} ({cut_host.ip}) down at {time.strftime('%H:%M:%S')},")
     try:
         assert not redis.ping(frm=cut_host, timeout=1.0), "the link cut did not cut"
-        time.sleep(max(0.0, cut_for - (time.monotonic() - cut_at)))
+        time.sleep(max(0.0, cut_for - (time.monotonic() - cut_at)))  # on purpose: the cut lasts cut_for seconds
         processed_during = len(consumer.items()) - processed_before
     finally:
         cut_host.link_up()

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from asyncq import ItemTooLarge, QueueClosed, RedisQueue
 from asyncq.core.keys import Keys
+from tests.harness import async_wait_until
 
 
 async def test_fifo_put_get_task_done_join(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
@@ -56,17 +57,24 @@ async def test_bad_items_never_reach_redis(redis: aioredis.Redis, redis_url: str
     assert await redis.get(Keys(queue_name).unfinished) is None
 
 
-async def test_join_waits_for_another_process_of_work(
+async def test_join_waits_for_the_work_of_another_client(
     redis: aioredis.Redis, redis_url: str, queue_name: str
 ) -> None:
+    """join() on one RedisQueue waits for task_done() on another (two clients of one Redis, in this process)."""
     async with RedisQueue(queue_name, url=redis_url) as producer, RedisQueue(queue_name, url=redis_url) as worker:
         await producer.put_many(range(5))
         joined = asyncio.create_task(producer.join())
-        for _ in range(5):
+        for left in range(4, -1, -1):
             await worker.get()
-            await asyncio.sleep(0.01)
-            assert not joined.done()
             worker.task_done()
+
+            async def reads(n: int = left) -> bool:
+                return await producer.unfinished() == n
+
+            # the acknowledgement reached Redis: the counter join() watches reads `left`, and join() saw it
+            await async_wait_until(reads, 5, f"unfinished to read {left}")
+            if left:
+                assert not joined.done(), f"join() returned with {left} item(s) unfinished"
         await asyncio.wait_for(joined, 5)
 
 
@@ -83,7 +91,7 @@ async def test_cancelled_gets_lose_nothing(redis: aioredis.Redis, redis_url: str
         putter = asyncio.create_task(q.put_many(range(total)))
         while len(received) < total:
             tasks = [asyncio.create_task(getter()) for _ in range(10)]
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # on purpose: let the getters get going, then cancel half mid-flight
             for task in tasks[::2]:
                 task.cancel()
             await asyncio.wait(tasks, timeout=0.2)
@@ -111,9 +119,8 @@ async def test_close_gives_back_what_was_claimed(redis: aioredis.Redis, redis_ur
         await q.get()
 
 
-async def test_maxsize_backpressure_across_processes(
-    redis: aioredis.Redis, redis_url: str, queue_name: str
-) -> None:
+async def test_maxsize_backpressure_between_two_clients(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
+    """A full queue blocks put() on one RedisQueue until a get() on another makes room (one process)."""
     async with (
         RedisQueue(queue_name, url=redis_url, maxsize=3) as producer,
         RedisQueue(queue_name, url=redis_url) as consumer,
@@ -121,8 +128,9 @@ async def test_maxsize_backpressure_across_processes(
         await producer.put_many([1, 2, 3])
         assert await producer.full()
         blocked = asyncio.create_task(producer.put(4))
-        await asyncio.sleep(0.3)
-        assert not blocked.done()
+        # a negative check needs a window: the put stays blocked for 0.3 s (it returns early if it wrongly ends)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(blocked), 0.3)
         assert await producer.qsize() == 3
         assert await consumer.get() == 1
         await asyncio.wait_for(blocked, 3)  # woken by the consumer's claim, not by the 1 s re-check alone
@@ -167,8 +175,14 @@ async def test_every_waiting_getter_is_served(redis: aioredis.Redis, redis_url: 
         RedisQueue(queue_name, url=redis_url, block_timeout=30, prefetch=0) as consumer,
         RedisQueue(queue_name, url=redis_url) as producer,
     ):
+        blocked_before = (await redis.info("clients"))["blocked_clients"]
         getters = [asyncio.create_task(consumer.get()) for _ in range(3)]
-        await asyncio.sleep(0.2)  # all three wait; the fetcher is in its blocking pop
+
+        async def fetcher_blocked() -> bool:
+            return bool((await redis.info("clients"))["blocked_clients"] > blocked_before)
+
+        # all three wait; the fetcher is in its blocking pop at the server
+        await async_wait_until(fetcher_blocked, 5, "the fetcher's blocking pop")
         await producer.put_many(["a", "b", "c"])
         # with a 30 s pop timeout, a getter the fetcher forgot would wait far past this bound
         assert sorted(await asyncio.wait_for(asyncio.gather(*getters), 5)) == ["a", "b", "c"]

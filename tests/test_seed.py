@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ADDED_LINE, ITEM_LINE, env
+from tests.harness import ADDED_LINE, ITEM_LINE, env
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_COPY = ROOT / "tests" / "seed" / "asyncq_redis.py"

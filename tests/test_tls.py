@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asyncq.tools.embedded import EmbeddedRedis, free_port
-from tests.procs import run
+from tests.harness import run
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -91,16 +91,16 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 @pytest.mark.timeout(60)
 def test_producer_and_consumer_over_tls(tls_redis: tuple[str, Path]) -> None:
     url, ca = tls_redis
-    put = run("producer", "--count", "50", "--no-wait", "--tls-ca", str(ca), redis_url=url)
+    put = run("producer", ["--count", "50", "--no-wait", "--tls-ca", str(ca)], redis_url=url)
     assert put.returncode == 0, put.stderr
-    got = run("consumer", "--drain", "--work", "0", "--tls-ca", str(ca), redis_url=url, timeout=30)
+    got = run("consumer", ["--drain", "--work", "0", "--tls-ca", str(ca)], redis_url=url, timeout=30)
     assert got.returncode == 0, got.stderr
     assert "processed 50 items" in got.stdout
 
 
 def test_unverified_tls_server_is_one_line(tls_redis: tuple[str, Path]) -> None:
     url, _ = tls_redis
-    result = run("producer", "--count", "1", redis_url=url)
+    result = run("producer", ["--count", "1"], redis_url=url)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "certificate verify failed" in result.stderr
