@@ -26,14 +26,22 @@ class Work:
 
     @classmethod
     def parse(cls, text: str) -> Work:
-        """``"0.5"`` or ``"0-1.5"``; ``ValueError`` otherwise."""
-        low_text, sep, high_text = text.partition("-")
+        """``"0.5"`` (or ``"1e-3"``) or ``"0-1.5"``; ``ValueError`` otherwise."""
         try:
-            low = float(low_text)
-            high = float(high_text) if sep else low
+            low = high = float(text)
+        except ValueError:
+            low_text, _, high_text = text.partition("-")
+        else:
+            return cls._checked(low, high, text)
+        try:
+            low, high = float(low_text), float(high_text)
         except ValueError:
             raise ValueError(f"expected SECONDS or MIN-MAX, got {text!r}") from None
-        if low < 0 or high < low:
+        return cls._checked(low, high, text)
+
+    @classmethod
+    def _checked(cls, low: float, high: float, text: str) -> Work:
+        if not 0 <= low <= high:
             raise ValueError(f"expected 0 <= MIN <= MAX, got {text!r}")
         return cls(low, high)
 

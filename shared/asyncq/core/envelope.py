@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ _id_counter = itertools.count(1)
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _from_json = json.JSONDecoder().decode
 _FIELDS = frozenset(("attempts", "id", "enqueued_at", "payload"))
-_PREFIX = b'{"attempts":'
+_BUMPABLE = re.compile(rb'\{"attempts":\d+,')  # what the Lua bump (lua/lib.lua) matches
 
 
 class ItemTooLarge(ValueError):
@@ -107,8 +108,10 @@ def decode(raw: bytes) -> Message:
         raise BadEnvelope(f"envelope field id must be a non-empty string, not {item_id!r}")
     if type(enqueued_at) not in (int, float):
         raise BadEnvelope(f"envelope field enqueued_at must be a number, not {enqueued_at!r}")
-    if not raw.startswith(_PREFIX):
-        raise BadEnvelope("envelope fields out of order: attempts must come first")
+    if not _BUMPABLE.match(raw):
+        # The Lua scripts raise attempts by editing this text: an envelope they could not edit (a space after
+        # the colon, another field first) would never reach max_deliveries.
+        raise BadEnvelope('envelope must begin with {"attempts":N, (no spaces), as asyncq writes it')
     return Message(item_id, data["payload"], float(enqueued_at), attempts, raw)
 
 
