@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import docker_available
+from tests.harness import docker_available
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
