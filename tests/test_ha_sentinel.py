@@ -94,3 +94,17 @@ def test_failover_loses_no_acknowledged_put(
     assert result.lost == [], result.describe()
     assert result.unprocessed_at_join == [], result.describe()
     assert len(result.added) == 3000, result.describe()
+
+
+@pytest.mark.timeout(120)
+def test_sentinels_with_a_password_of_their_own(queue_name: str) -> None:
+    with LocalSentinel(password=PASSWORD, sentinel_password="sentinel-pw") as ha:
+        url = f"{ha.url}?sentinel_password=sentinel-pw"
+        put = run("producer", ["--queue", queue_name, "--count", "20", "--no-wait"], url)
+        assert put.returncode == 0, put.stderr
+        assert "sentinel-pw" not in put.stdout + put.stderr and PASSWORD not in put.stdout, put.stdout
+        drained = run("consumer", ["--queue", queue_name, "--work", "0", "--drain"], url)
+        assert drained.returncode == 0 and "processed 20 items" in drained.stdout, drained.stdout + drained.stderr
+        refused = run("producer", ["--queue", queue_name, "--count", "1", "--no-wait"], ha.url)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

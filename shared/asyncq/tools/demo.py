@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.text import Text
 
 from asyncq.core.connection import connect
-from asyncq.core.keys import Keys
 from asyncq.core.urls import redact
 from asyncq.tools import demo_report, demo_story, demo_work, snapshot
 from asyncq.tools.demo_report import plural
@@ -110,7 +109,7 @@ async def run_demo(config: DemoConfig, url: str, console: Console, monitor: Moni
         Console(stderr=True).print(Text(f"error: --work: {exc}"))
         return 2
     console.print(Text.assemble(("asyncq demo", "bold"), f": Redis at {redact(url)}, queue {config.queue!r}"))
-    client = connect(url, key=Keys(config.queue).queue, name="asyncq-demo")
+    client = connect(url, key=demo_work.processed_key(config.queue), name="asyncq-demo")
     # SIGTERM to the demo ends it like Ctrl-C does, through the finally blocks: no child process is left behind.
     loop, main = asyncio.get_running_loop(), asyncio.current_task()
     terminated = asyncio.Event()
