@@ -127,3 +127,43 @@ def test_fault_of_the_slots_master_loses_no_acknowledged_put(
     assert result.lost == [], result.describe()
     assert result.unprocessed_at_join == [], result.describe()
     assert len(result.added) == 1500, result.describe()
+
+
+@pytest.mark.timeout(120)
+async def test_a_redis_cluster_client_retries_and_metrics(
+    cluster: LocalCluster, queue_name: str, tmp_path: Path
+) -> None:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    from asyncq.tools.embedded import free_port
+    from tests.test_metrics import answers, get, scrape
+
+    # redis= a RedisCluster of the caller's: asyncq finds the queue's master through it.
+    nodes = [ClusterNode("127.0.0.1", node.port) for node in cluster.masters]
+    rc = RedisCluster(startup_nodes=nodes)
+    await rc.initialize()
+    try:
+        async with RedisQueue(queue_name, redis=rc) as q:
+            await q.put({"data": "again"})
+            first = await q.get_message()
+            assert await q.retry(first, 0.2)  # kept in the slot's delayed set, on Redis's clock
+            second = await q.get_message()
+            assert second.id == first.id and second.attempts == 1
+            q.ack(second)
+            await q.join()
+    finally:
+        await rc.aclose()
+
+    url = _elsewhere(cluster, queue_name)
+    port = free_port()
+    args = ["--queue", queue_name, "--work", "0", "--metrics-port", str(port)]
+    consumer = start("consumer", args, url, tmp_path, "consumer")
+    wait_until(lambda: answers(port, consumer), 30, "the metrics endpoint")
+    assert get(port, "/healthz")[0] == 200
+    async with RedisQueue(queue_name, url=url) as q:
+        await q.put_many(range(7))
+        await q.join()
+    wait_until(lambda: scrape(port, queue_name)["asyncq_processed_total"] == 7, 20, "7 processed in the metrics")
+    m = scrape(port, queue_name)
+    assert m["asyncq_redis_up"] == 1 and m["asyncq_queue_depth"] == 0, m
+    assert consumer.terminate() == 0, consumer.describe()

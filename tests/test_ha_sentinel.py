@@ -108,3 +108,23 @@ def test_sentinels_with_a_password_of_their_own(queue_name: str) -> None:
         refused = run("producer", ["--queue", queue_name, "--count", "1", "--no-wait"], ha.url)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+@pytest.mark.timeout(120)
+async def test_a_sentinel_managed_client_of_the_callers(sentinel: LocalSentinel, queue_name: str) -> None:
+    from redis.asyncio.sentinel import Sentinel
+
+    managed = Sentinel([("127.0.0.1", port) for port in sentinel.sentinels], password=PASSWORD)
+    client = managed.master_for(sentinel.service)
+    try:
+        async with RedisQueue(queue_name, redis=client, min_replicas=1) as q:
+            await q.put_many(range(10))
+            got = [await q.get() for _ in range(10)]
+            for _ in got:
+                q.task_done()
+            await q.join()
+            assert sorted(got) == list(range(10))
+    finally:
+        await client.aclose()
+        for each in managed.sentinels:
+            await each.aclose()

@@ -67,9 +67,9 @@ class RedisQueue:
         self.max_item_bytes = max_item_bytes
         self.retry_policy = retry or RetryPolicy()
         self.heartbeat_interval = heartbeat_interval
-        self._owns_client = redis is None
         key = self.keys.queue
         self._client = adopt(redis, key) if redis is not None else connect(self.url, key=key, tls=tls)
+        self._owns_client = self._client is not redis  # ours, unless it is the caller's own client
         self._scripts = Scripts(self._client, self.keys)
         self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
