@@ -218,3 +218,20 @@ def docker_available() -> tuple[bool, str]:
     if not status.startswith(b"HTTP/1.") or status.split(b" ")[1:2] != [b"200"]:
         return False, f"the Docker engine at {host} answers {status.decode(errors='replace')!r} to /_ping"
     return True, ""
+
+
+def build_image(tag: str) -> None:
+    """Build the asyncq image as ``tag`` with the classic builder, from ./wheelhouse when it holds wheels
+    (scripts/provision-docker.sh makes one where no package index is reachable from a build)."""
+    args = ["docker", "build", "--quiet", "--tag", tag]
+    if any((ROOT / "wheelhouse").glob("*.whl")):
+        args += ["--build-arg", "WHEELHOUSE=wheelhouse"]
+    done = subprocess.run(
+        [*args, str(ROOT)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"DOCKER_BUILDKIT": "0"},
+        timeout=900,
+    )
+    assert done.returncode == 0, f"docker build failed (see scripts/provision-docker.sh):\n{done.stderr}"

@@ -14,29 +14,11 @@ import os
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-
-_client: aioredis.Redis | None = None
+from tests.fault_handlers import _data, _prefix, _redis
 
 
 class HandlerBaseError(BaseException):
     """A BaseException that is neither an Exception nor one of the interpreter's own."""
-
-
-def _redis() -> aioredis.Redis:
-    global _client
-    if _client is None:
-        url = os.environ.get("FAULT_RECORD_URL") or os.environ["REDIS_URL"]
-        _client = aioredis.Redis.from_url(url, socket_timeout=10)
-    return _client
-
-
-def _prefix() -> str:
-    return os.environ.get("FAULT_RECORD_KEY", "fault")
-
-
-def _data(item: Any) -> str:
-    return str(item["data"]) if isinstance(item, dict) and "data" in item else json.dumps(item, sort_keys=True)
 
 
 async def _started(data: str) -> None:

@@ -30,7 +30,7 @@ import docker
 import pytest
 import redis
 
-from tests.harness import docker_available, wait_until
+from tests.harness import build_image, docker_available, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -173,20 +173,9 @@ def image(docker_client: Any) -> str:
     plugin = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True, timeout=30)
     if plugin.returncode != 0:
         pytest.fail("`docker compose` (v2) is missing: run scripts/provision-docker.sh")
-    args = ["docker", "build", "--quiet", "--tag", IMAGE]
-    if any((ROOT / "wheelhouse").glob("*.whl")):
-        args += ["--build-arg", "WHEELHOUSE=wheelhouse"]
     previous = image_id(docker_client, IMAGE)
     started = time.monotonic()
-    done = subprocess.run(
-        [*args, str(ROOT)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=os.environ | {"DOCKER_BUILDKIT": "0"},
-        timeout=900,
-    )
-    assert done.returncode == 0, f"docker build failed (see scripts/provision-docker.sh):\n{done.stderr}"
+    build_image(IMAGE)
     print(f"built {IMAGE} in {time.monotonic() - started:.1f} s")
     if previous and previous != image_id(docker_client, IMAGE):
         # The build before this one, now untagged: each source change would otherwise leave one behind.

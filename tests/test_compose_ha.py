@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import docker_available
+from tests.harness import build_image, docker_available
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -140,18 +140,7 @@ def engine() -> None:
 @pytest.fixture(scope="module")
 def image(engine: None) -> str:
     """The asyncq image, built with the classic builder, from ./wheelhouse when it holds wheels."""
-    args = ["docker", "build", "--quiet", "--tag", IMAGE]
-    if any((ROOT / "wheelhouse").glob("*.whl")):
-        args += ["--build-arg", "WHEELHOUSE=wheelhouse"]
-    done = subprocess.run(
-        [*args, str(ROOT)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=os.environ | {"DOCKER_BUILDKIT": "0"},
-        timeout=900,
-    )
-    assert done.returncode == 0, f"docker build failed (see scripts/provision-docker.sh):\n{done.stderr}"
+    build_image(IMAGE)
     return IMAGE
 
 

@@ -24,6 +24,8 @@ from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, MovedError, RedisError, ResponseError, TimeoutError
 
+from asyncq.core.failures import error_code
+
 log = logging.getLogger(__name__)
 
 _LOST_MASTER = frozenset(("READONLY", "UNBLOCKED", "CLUSTERDOWN", "MASTERDOWN"))
@@ -120,7 +122,7 @@ class SlotConnection(Connection):
             await self.disconnect()
             raise
         except ResponseError as exc:
-            if (getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]) in _LOST_MASTER:
+            if error_code(exc) in _LOST_MASTER:
                 resolver.forget()
                 await self.disconnect()
             raise

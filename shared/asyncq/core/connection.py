@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from asyncq.core.cluster import SlotConnectionPool, SlotResolver, slot_of
-from asyncq.core.failures import describe
+from asyncq.core.failures import describe, error_code
 from asyncq.core.urls import HAUrl, parse_ha, redact
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class _DroppedOnDemotion(Connection):
         try:
             return await super().read_response(*args, **kwargs)
         except ResponseError as exc:
-            if (getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]) in ("READONLY", "UNBLOCKED"):
+            if error_code(exc) in ("READONLY", "UNBLOCKED"):
                 await self.disconnect()
             raise
 
