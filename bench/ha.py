@@ -56,9 +56,7 @@ def end_to_end(url: str, count: int, min_replicas: int = 0) -> float:
         [str(BIN / "consumer"), "--work", "0"], env=_env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        out = _run(
-            [str(BIN / "producer"), "-n", str(count), "--size", "30", "--min-replicas", str(min_replicas)], url
-        )
+        out = _run([str(BIN / "producer"), "-n", str(count), "--size", "30", "--min-replicas", str(min_replicas)], url)
     finally:
         consumer.terminate()
         consumer.wait(30)

@@ -186,9 +186,7 @@ class HaStack:
 
     def masters_named(self) -> set[str]:
         """The master each Sentinel names, as host:port ('' for a Sentinel that does not answer)."""
-        return {
-            ":".join(self.cli(s, "sentinel", "get-master-addr-by-name", "mymaster").split()) for s in SENTINELS
-        }
+        return {":".join(self.cli(s, "sentinel", "get-master-addr-by-name", "mymaster").split()) for s in SENTINELS}
 
     def sentinel_master(self, sentinel: str) -> dict[str, str]:
         lines = self.cli(sentinel, "sentinel", "master", "mymaster").splitlines()

@@ -310,7 +310,10 @@ def test_watch_in_a_terminal_under_tmux(workload: tuple[Proc, int], redis_url: s
     command = (
         f"env REDIS_URL={redis_url} {cli('asyncq')} watch --queue {queue_name} --interval 0.2; echo EXIT=$?; sleep 60"
     )
-    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "40", command], check=True, env=env())
+    # tmux runs the command with $SHELL, else the passwd shell (nologin for `nobody`); bash, unlike dash, outlives
+    # the Ctrl-C its child handles and exits from cleanly
+    session = [*tmux, "new-session", "-d", "-x", "80", "-y", "40", command]
+    subprocess.run(session, check=True, env=env(SHELL="/bin/bash"))
 
     def capture() -> str:
         return subprocess.run(

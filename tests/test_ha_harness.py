@@ -262,7 +262,7 @@ def test_slow_migration_with_traffic_during_it(cluster: LocalCluster, cluster_cl
     reads = 0
     while not migration.done:
         # Reads of keys already moved get ASK from the source; new keys are written through ASK to the target.
-        for key in old[:: 20]:
+        for key in old[::20]:
             assert cluster_client.get(key) == key
             reads += 1
         name = f"{{slow}}:new:{len(new)}"

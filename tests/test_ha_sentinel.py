@@ -88,7 +88,13 @@ def test_failover_loses_no_acknowledged_put(
     # A backlog at the fault (500 puts/s, consumers at about 200/s): without min_replicas, a SENTINEL FAILOVER
     # of this flow lost 1,192 of 3,000 acknowledged puts here (written to the old master after the switch).
     result = run_flow(
-        sentinel.url, queue_name, tmp_path, lambda: fault(sentinel), count=3000, rate=500, min_replicas=1  # type: ignore[operator]
+        sentinel.url,
+        queue_name,
+        tmp_path,
+        lambda: fault(sentinel),  # type: ignore[operator]
+        count=3000,
+        rate=500,
+        min_replicas=1,
     )
     print(f"\nsentinel, {fault.__name__.strip('_')}, min_replicas=1: {result.summary()}")  # type: ignore[attr-defined]
     assert result.lost == [], result.describe()

@@ -29,11 +29,7 @@ class Lease:
         self._changed = asyncio.Event()
 
     def valid(self) -> bool:
-        return (
-            not self.revoked
-            and self._renewed_at is not None
-            and time.monotonic() - self._renewed_at < self._span
-        )
+        return not self.revoked and self._renewed_at is not None and time.monotonic() - self._renewed_at < self._span
 
     def renew(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (monotonic) found the key alive."""

@@ -120,7 +120,6 @@ class RedisQueue:
     ) -> None:
         await self.close()
 
-
     async def put(self, item: Any) -> None:
         """Put ``item`` (JSON-serialisable) at the end of the queue; waits while the queue is full.
 
@@ -138,7 +137,6 @@ class RedisQueue:
         raws = [encode(item, max_bytes=self.max_item_bytes) for item in items]
         await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
         return len(raws)
-
 
     async def get(self) -> Any:
         """Remove and return an item, waiting until one is available (the item's payload)."""
@@ -243,7 +241,6 @@ class RedisQueue:
         if self._owns_client:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
-
 
     def _check_not_closed(self) -> None:
         if self._closed:

@@ -27,9 +27,7 @@ HA_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+clus
 
 # Query parameters that carry a secret (redis-py reads ``password`` from the query too); a value runs to the
 # next "&", so an unencoded "#", "?" or "@" in it is hidden too.
-_SECRET_QUERY = re.compile(
-    r"([?&](?:password|pass|pwd|secret|token|sentinel_password)=)[^&]*", re.IGNORECASE
-)
+_SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd|secret|token|sentinel_password)=)[^&]*", re.IGNORECASE)
 
 
 def resolve_url(url: str | None) -> str:
