@@ -2,7 +2,8 @@
 "use strict";
 
 const POLL_MS = 1000;
-const WINDOW_S = 300; // the server keeps five minutes of history
+const HISTORY_S = 300; // the server keeps five minutes of history
+const MIN_WINDOW_S = 60;
 const body = document.body;
 const page = body.dataset.page;
 const queueName = body.dataset.queue;
@@ -65,7 +66,8 @@ function tick(value, unit) {
 }
 
 // series: [{values: [[t, v|null], ...], color}]; a null breaks the line.
-function chartSvg(series, end, unit) {
+function chartSvg(series, end, unit, span) {
+  const WINDOW_S = Math.min(HISTORY_S, Math.max(MIN_WINDOW_S, Math.ceil(span / 60) * 60));
   const W = 600, H = 160, left = 52, bottom = 18, top = 8;
   const all = series.flatMap((s) => s.values.map((p) => p[1]).filter((v) => v !== null));
   const ymax = niceMax(Math.max(0, ...all));
@@ -127,6 +129,7 @@ function queuePage(q) {
     figure("done-rate", "out / s", rate(q.done_rate)),
   ].join(""));
   const end = q.history.length ? q.history[q.history.length - 1][0] : Date.now() / 1000;
+  const span = q.history.length ? end - q.history[0][0] : 0;
   const pick = (i) => q.history.map((p) => [p[0], p[i]]);
   const flow = [
     { name: "put", label: "items in / s", color: "var(--put)", values: pick(1) },
@@ -136,8 +139,8 @@ function queuePage(q) {
     { name: "p50", label: "p50", color: "var(--p50)", values: pick(3) },
     { name: "p99", label: "p99", color: "var(--p99)", values: pick(4) },
   ];
-  put("chart-flow", `<h2>Items per second</h2>${legend(flow)}${chartSvg(flow, end, "")}`);
-  put("chart-latency", `<h2>Enqueue-to-start latency</h2>${legend(latency)}${chartSvg(latency, end, "ms")}`);
+  put("chart-flow", `<h2>Items per second</h2>${legend(flow)}${chartSvg(flow, end, "", span)}`);
+  put("chart-latency", `<h2>Enqueue-to-start latency</h2>${legend(latency)}${chartSvg(latency, end, "ms", span)}`);
   const consumers = q.consumers.map((c) => `<tr><td><code>${esc(c.id)}</code></td><td>${esc(c.host)}</td><td class="num">${c.pid}</td>
       <td class="num">${c.in_progress}/${c.concurrency}</td><td class="num">${c.claimed}</td><td class="num">${c.processed}</td>
       <td class="num">${c.failed}</td><td class="num">${c.latency_ms.p50.toFixed(2)} ms</td><td class="num">${c.latency_ms.p99.toFixed(2)} ms</td>
