@@ -210,11 +210,11 @@ class Consumer:
                 log.warning("item %s: the handler raised %s; counted as a failure", message.id, type(exc).__name__)
             if durations is not None:
                 durations.record(time.perf_counter() - started)
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            tracing.failed(exc, reason[:500])
             if isinstance(exc, Reject):
                 await self._dead(message, f"rejected: {exc}")
                 return
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            tracing.failed(exc, reason[:500])
             await self._failed(message, reason[:500])
             return
         if durations is not None:
