@@ -217,8 +217,9 @@ fi
 
 # --- 5. The wheelhouse ---------------------------------------------------------------------------
 # Wheels of the runtime dependencies, of the extras in [tool.asyncq] image-extras and of the build backend
-# for the image's Python (3.11, glibc 2.36), fetched with the host's pip, which reaches the package index: `docker build --build-arg
-# WHEELHOUSE=wheelhouse .` then installs without one. Redone only when pyproject.toml changes.
+# for the image's Python (3.11, glibc 2.36), fetched with the host's pip, which reaches the package index:
+# `docker build --build-arg WHEELHOUSE=wheelhouse .` then installs without one. Redone only when
+# pyproject.toml changes.
 stamp=$WHEELHOUSE/.pyproject.sha256
 want=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
