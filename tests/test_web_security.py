@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,3 +129,18 @@ async def test_password_never_printed(redis_url: str, tmp_path: Path) -> None:
         shown = (await http.get(base)).text + (await http.get(f"{base}api/queues")).text
     assert ":***@" in web.stdout() and ":***@" in shown
     assert "hunter2-secret" not in web.stdout() + web.stderr() + shown
+
+
+def test_bad_start_is_one_line(redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run("asyncq", ["web", "--port", port], redis_url, timeout=30)
+    assert busy.returncode == 1 and busy.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), busy
+    unreachable = run("asyncq", ["web", "--port", "0"], "redis://127.0.0.1:1/0", timeout=30)
+    assert unreachable.returncode == 1 and unreachable.stderr.startswith("error: "), unreachable
+    short = run("asyncq", ["web", "--token", "short"], redis_url, timeout=30)
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    for done in (busy, unreachable, short):
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import json
 import logging
@@ -47,8 +48,13 @@ DEAD_SHOWN = 100  # newest dead letters on the page
 _PREVIEW = 300  # characters of a payload shown
 
 
+@functools.cache
+def _template() -> str:
+    return (STATIC / "page.html").read_text()
+
+
 def _shell(page: str, queue: str, guard: Guard, source: str) -> str:
-    template = (STATIC / "page.html").read_text()
+    template = _template()
     fields = {"page": page, "queue": queue, "csrf": guard.csrf, "source": source}
     for name, value in fields.items():
         template = template.replace("{{" + name + "}}", html.escape(value, quote=True))

@@ -106,7 +106,6 @@ class Monitor:
         self.always = always
         self.queues: dict[str, QueueState] = {}
         self.outage: Outage | None = None
-        self.sampled = asyncio.Event()  # set after each pass, for whoever waits for fresh figures
         self._passes = 0
 
     async def run(self) -> None:
@@ -133,8 +132,6 @@ class Monitor:
                 log.warning("Redis answers again")
             self.outage = None
             self._passes += 1
-        self.sampled.set()
-        self.sampled.clear()
 
     async def _discover(self) -> None:
         found = {self.always} if self.always else set()
