@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM = "asyncq"
 _tracer: Tracer | None = None
+_PROPAGATOR: Any = None  # W3C trace context only (what the envelope's field holds), whatever OTEL_PROPAGATORS says
 
 
 class TracingUnavailable(RuntimeError):
@@ -47,11 +48,13 @@ def enabled() -> bool:
 
 def instrument(tracer_provider: Any = None) -> None:
     """Trace puts and handlers from now on, with ``tracer_provider`` (default: the global one)."""
-    global _tracer
+    global _tracer, _PROPAGATOR
     from importlib.metadata import version
 
     from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    _PROPAGATOR = TraceContextTextMapPropagator()
     _tracer = trace.get_tracer("asyncq", version("asyncq"), tracer_provider=tracer_provider)
     envelope.trace_hook = _publish
 
@@ -76,19 +79,20 @@ def _publish(queue: str, item_id: str) -> Mapping[str, str] | None:
     """The trace hook of ``encode()``: a publish span, child of the caller's current span, and its context.
 
     The span covers the encoding only: the put itself is batched with others (group commit), so its Redis
-    round trip belongs to no single item.
+    round trip belongs to no single item. It is never made current (no context attach and detach per put):
+    its context goes straight into the carrier.
     """
     tracer = _tracer
     if tracer is None:
         return None
-    from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.trace import SpanKind, set_span_in_context
 
-    carrier: dict[str, str] = {}
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         f"{queue} publish", kind=SpanKind.PRODUCER, attributes=_attributes(queue, "publish", "send", item_id)
-    ):
-        TraceContextTextMapPropagator().inject(carrier)
+    )
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
+    span.end()
     return carrier or None
 
 
@@ -100,9 +104,8 @@ def processing(queue: str, message: Message) -> Iterator[Span | None]:
         yield None
         return
     from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    parent = TraceContextTextMapPropagator().extract(dict(message.trace)) if message.trace else None
+    parent = _PROPAGATOR.extract(dict(message.trace)) if message.trace else None
     attributes: dict[str, str | int] = {**_attributes(queue, "process", "process", message.id)}
     attributes["asyncq.delivery"] = message.delivery
     with tracer.start_as_current_span(
