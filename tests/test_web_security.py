@@ -144,3 +144,10 @@ def test_bad_start_is_one_line(redis_url: str) -> None:
     assert short.returncode == 2 and "at least 8 characters" in short.stderr
     for done in (busy, unreachable, short):
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_sigterm_stops_it_cleanly(redis_url: str, tmp_path: Path) -> None:
+    web, base = start_web(redis_url, tmp_path)
+    assert httpx.get(f"{base}api/queues").status_code == 200
+    assert web.terminate(timeout=15) == 0, web.describe()
+    assert "Traceback" not in web.stderr()

@@ -1,12 +1,22 @@
-"""Run the web application with uvicorn on a socket bound here, so that a bad address is one line."""
+"""Run the web application with uvicorn on a socket bound here, so that a bad address is one line.
+
+SIGTERM and SIGINT stop it the way they stop the other CLIs (``asyncq.cli.lifecycle``): an asyncio event,
+then uvicorn's graceful exit, and exit status 0. uvicorn's own signal capture is left out: it re-raises the
+signal once done, which would end the process with 143 (killed by SIGTERM) after a clean stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
+
+from asyncq.cli.lifecycle import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +40,31 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
     return sock
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # signals are ours: see serve()
+
+
 async def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM (uvicorn's own handlers: a graceful stop)."""
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (a second one exits at once)."""
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="on", server_header=False
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    stop = asyncio.Event()
+    stop_on_signals(stop, what="asyncq web")
+
+    async def stopper() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stopper(), name="asyncq-web-stop")
     try:
         await server.serve(sockets=[sock])
     finally:
+        watcher.cancel()
         sock.close()
