@@ -1,4 +1,5 @@
-"""Who may change data through ``asyncq web``: the token, cross-site requests, and where it may listen."""
+"""Who may change data through ``asyncq web`` (the token, cross-site requests, where it may listen), and how it
+starts and stops."""
 
 from __future__ import annotations
 
