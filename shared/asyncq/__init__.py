@@ -11,20 +11,34 @@ from pkgutil import extend_path
 # wheel has them in one folder already.)
 __path__ = extend_path(__path__, __name__)
 
+from asyncio import QueueEmpty, QueueFull
+
+from asyncq.core.closing import QueueShutDown
+from asyncq.core.codec import Codec, JsonCodec, PydanticCodec
 from asyncq.core.connection import RedisUnavailable, TLSOptions
 from asyncq.core.envelope import DeadLetter, ItemTooLarge, Message
 from asyncq.core.errors import QueueClosed, Reject
+from asyncq.core.kinds import RedisLifoQueue, RedisPriorityQueue
 from asyncq.core.queue import RedisQueue
 from asyncq.core.retries import RetryPolicy
-from asyncq.core.shards import QueueLayoutError
+from asyncq.core.shards import QueueKindError, QueueLayoutError
 from asyncq.core.urls import redact
 
 __all__ = [
+    "Codec",
     "DeadLetter",
     "ItemTooLarge",
+    "JsonCodec",
     "Message",
+    "PydanticCodec",
     "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueKindError",
     "QueueLayoutError",
+    "QueueShutDown",
+    "RedisLifoQueue",
+    "RedisPriorityQueue",
     "RedisQueue",
     "RedisUnavailable",
     "Reject",

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -40,7 +40,7 @@ class Metrics:
     Prometheus buckets below.
     """
 
-    def __init__(self, queue: RedisQueue) -> None:
+    def __init__(self, queue: RedisQueue[Any]) -> None:
         self.queue = queue
         self.registry = CollectorRegistry()
         self.depth = 0

@@ -101,7 +101,7 @@ class Consumer:
     """Runs ``config.concurrency`` workers on ``queue`` with ``handler`` until ``stop`` (or drained)."""
 
     def __init__(
-        self, queue: RedisQueue, handler: Handler, config: ConsumeConfig, metrics: Metrics | None = None
+        self, queue: RedisQueue[Any], handler: Handler, config: ConsumeConfig, metrics: Metrics | None = None
     ) -> None:
         self.queue = queue
         self.metrics = metrics

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -76,7 +77,7 @@ def shares(count: int, producers: int) -> list[int]:
 
 
 async def produce(
-    queue: RedisQueue,
+    queue: RedisQueue[Any],
     config: ProduceConfig,
     progress: Callable[[int], None] = lambda n: None,
     waiting: Callable[[Waiting], None] = lambda w: None,
@@ -113,7 +114,7 @@ async def produce(
     return ProduceResult(config.count, produced, joined_after)
 
 
-async def observe(queue: RedisQueue, count: int) -> Waiting:
+async def observe(queue: RedisQueue[Any], count: int) -> Waiting:
     """The unfinished counter and the live consumers (heartbeat keys, found with SCAN)."""
     unfinished = await queue.unfinished()
     consumers = 0
@@ -123,7 +124,7 @@ async def observe(queue: RedisQueue, count: int) -> Waiting:
 
 
 async def wait_processed(
-    queue: RedisQueue, count: int, waiting: Callable[[Waiting], None], interval: float = 1.0
+    queue: RedisQueue[Any], count: int, waiting: Callable[[Waiting], None], interval: float = 1.0
 ) -> None:
     """``queue.join()``, and meanwhile a look at what it waits for every ``interval`` seconds.
 

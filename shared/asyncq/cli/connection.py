@@ -19,7 +19,8 @@ import typer
 
 from asyncq.cli.options import DEFAULT_QUEUE, RedisUrl, TlsCa, TlsCert, TlsKey
 from asyncq.core.connection import RedisUnavailable, TLSOptions, check_reachable, connect
-from asyncq.core.keys import Keys, check_name
+from asyncq.core.keys import KINDS, Keys, check_name
+from asyncq.core.kinds import queue_class
 from asyncq.core.queue import RedisQueue
 from asyncq.core.urls import DEFAULT_URL, redact
 
@@ -46,6 +47,7 @@ class Connection:
     url: str
     tls: TLSOptions
     shards: int = 1
+    kind: str = "fifo"
 
     @property
     def shown(self) -> str:
@@ -63,12 +65,13 @@ class Connection:
         return client
 
     @contextlib.asynccontextmanager
-    async def opened(self, **options: Any) -> AsyncIterator[RedisQueue]:
-        """The queue, once its Redis answered (else ``RedisUnavailable``); closed on exit."""
-        queue = RedisQueue(self.queue, url=self.url, tls=self.tls, shards=self.shards, **options)
+    async def opened(self, **options: Any) -> AsyncIterator[RedisQueue[Any]]:
+        """The queue (of ``kind``), once its Redis answered (else ``RedisUnavailable``); closed on exit."""
+        queue = queue_class(self.kind)(self.queue, url=self.url, tls=self.tls, shards=self.shards, **options)
         try:
             await check_reachable(queue.redis, self.url)
-            await queue.shards.check_layout(record=False)  # a wrong --shards fails here, in one line (QueueLayoutError)
+            # A wrong --shards or --kind fails here, in one line (QueueLayoutError, QueueKindError).
+            await queue.shards.check_layout(record=False)
             yield queue
         finally:
             await queue.close()
@@ -87,10 +90,29 @@ Shards = Annotated[
 ]
 
 
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise typer.BadParameter(f"use one of {', '.join(KINDS)}, not {value!r}")
+    return value
+
+
+Kind = Annotated[
+    str,
+    typer.Option(
+        "--kind",
+        envvar="ASYNCQ_KIND",
+        callback=_kind,
+        metavar="fifo|priority|lifo",
+        help="The queue's kind: first in first out, lowest priority first, or last in first out. Every "
+        "process of a queue uses the same kind; it is recorded in Redis on first use.",
+    ),
+]
+
+
 def connection_options(default_queue: str = DEFAULT_QUEUE, *, shards: bool = False) -> Callable[[F], F]:
     """Give a Typer command the connection options; it receives them as ``conn: Connection``. With
-    ``shards``, ``--shards`` too (the producer and consumer; the operator's commands read the count from
-    Redis)."""
+    ``shards``, ``--shards`` and ``--kind`` too (the producer and consumer; the operator's commands read
+    them from Redis)."""
 
     def decorate(command: F) -> F:
         hints = get_type_hints(command, include_extras=True)
@@ -104,6 +126,7 @@ def connection_options(default_queue: str = DEFAULT_QUEUE, *, shards: bool = Fal
         }
         if shards:
             added["shards"] = (Shards, 1)
+            added["kind"] = (Kind, "fifo")
         params = [p.replace(annotation=hints[p.name]) for p in own] + [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, (annotation, default) in added.items()
@@ -116,6 +139,7 @@ def connection_options(default_queue: str = DEFAULT_QUEUE, *, shards: bool = Fal
                 kwargs.pop("redis_url"),
                 TLSOptions(kwargs.pop("tls_ca"), kwargs.pop("tls_cert"), kwargs.pop("tls_key")),
                 kwargs.pop("shards", 1),
+                kwargs.pop("kind", "fifo"),
             )
             return command(*args, conn=conn, **kwargs)
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.connection import blocking_client
+from asyncq.core.events import Events
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
@@ -38,12 +39,22 @@ class Claiming(Protocol):
     def connection_lost(self) -> None: ...
     def claimed(self) -> None: ...
     def due_in(self, seconds: float, shard: int = 0) -> None: ...
+    def wake(self, shard: int = 0) -> None: ...
 
 
 class Claimer:
     """Claims for consumer ``consumer_id``; a blocking pop waits at most ``block_timeout`` seconds."""
 
-    def __init__(self, *, client: aioredis.Redis, scripts: Scripts, keys: Keys, consumer_id: str, block_timeout: float):
+    def __init__(
+        self,
+        *,
+        client: aioredis.Redis,
+        scripts: Scripts,
+        keys: Keys,
+        consumer_id: str,
+        block_timeout: float,
+        events: Events | None = None,
+    ):
         self._client = client
         self._scripts = scripts
         self._keys = keys
@@ -56,6 +67,9 @@ class Claimer:
         self._retry_due: float | None = None  # monotonic time our earliest scheduled retry falls due
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._wrong_type_reported = False
+        # The queue's notifications: a delayed put now the earliest ('due'), a shutdown; either ends the wait.
+        self._events = events
+        self._stale = False  # such a notification came during a FETCH: its reply may predate it
 
     shards = 1
 
@@ -65,13 +79,16 @@ class Claimer:
         The popped item is handed out at once rather than after a second round trip for more: on a queue
         that was empty, that round trip is most of the item's latency, and the next pass claims the rest.
         """
+        if self._events is not None:
+            await self._events.ensure_listening()  # subscribed before the FETCH: no 'due' is missed
+        self._stale = False
         fetched = await self._scripts.fetch(self._consumer_id, want)
         if fetched.raws:
             return [(0, raw) for raw in fetched.raws]
         wait = self.block_timeout if fetched.next_due is None else fetched.next_due
         if self._blocked_id is None:
             self._blocked_id = int(await self._blocking.client_id())
-        if stopping.is_set():
+        if stopping.is_set() or self._stale:
             return []
         # No await from here to the pop: a retry scheduled meanwhile either shortens this timeout or, once
         # _blocked_until is set, unblocks the pop (due_in).
@@ -120,6 +137,14 @@ class Claimer:
         due = time.monotonic() + seconds
         self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
         if self._blocked_until is not None and time.monotonic() + seconds < self._blocked_until - 0.05:
+            task = asyncio.create_task(self.unblock(), name="asyncq-unblock")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    def wake(self, shard: int = 0) -> None:
+        """A notification says the next due time changed (or the queue was shut down): FETCH again now."""
+        self._stale = True
+        if self._blocked_until is not None:
             task = asyncio.create_task(self.unblock(), name="asyncq-unblock")
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)

@@ -23,6 +23,7 @@ from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.lease import Lease
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.core.backoff import Outage
+from asyncq.core.closing import QueueShutDown, ShutdownWatch, Status
 from asyncq.core.envelope import BadEnvelope, Message, decode
 from asyncq.core.errors import QueueClosed
 from asyncq.core.failures import is_out_of_memory, is_transient
@@ -47,6 +48,7 @@ class Fetcher:
         stats: ConsumerStats,
         prefetch: int,
         batch_size: int,
+        shutdown: ShutdownWatch | None = None,
     ) -> None:
         self._claimer = claimer
         self._scripts = scripts
@@ -66,6 +68,8 @@ class Fetcher:
         self._reconcile_needed = False
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._shutdown = shutdown
+        self._ended: Status | None = None  # DRAINED or IMMEDIATE: getters raise QueueShutDown
 
     # -- the getters' side -------------------------------------------------------------------------------
 
@@ -102,6 +106,17 @@ class Fetcher:
             raise QueueClosed(f"consuming stopped: {failure!r}") from failure
         if self._closed:
             raise QueueClosed("the queue is closed for getting")
+        if self._ended is Status.IMMEDIATE or (self._ended is Status.DRAINED and not self.buffer):
+            raise QueueShutDown("the queue was shut down" + ("" if self._ended is Status.DRAINED else " (immediate)"))
+
+    def take_buffered(self) -> Message | None:
+        """An item already claimed into the buffer, if one is and the lease holds (``get_nowait``)."""
+        self._check_open()
+        if not self.buffer or not self._lease.valid():
+            return None
+        message = self.buffer.popleft()
+        self._wake.set()  # refill the prefetch
+        return message
 
     def _wake_next(self) -> None:
         while self._getters:
@@ -132,6 +147,8 @@ class Fetcher:
         return self._failure or self._lease.failure
 
     def due_in(self, seconds: float, shard: int = 0) -> None:
+        if self._ended is Status.DRAINED:
+            self._ended = None  # a retry of ours is scheduled: the queue is not empty after all
         self._claimer.due_in(seconds, shard)
 
     async def stop(self) -> list[Message]:
@@ -203,6 +220,21 @@ class Fetcher:
         claimed = await self._claimer.claim(self._want(), self._stop)
         self._claimer.claimed()
         self._deliver(claimed)
+        if not claimed and self._shutdown is not None:
+            await self._look_at_shutdown(self._shutdown)
+
+    async def _look_at_shutdown(self, watch: ShutdownWatch) -> None:
+        """After an empty claim: once the queue is shut down and empty, getters raise ``QueueShutDown``; shut
+        down with ``immediate``, at once, and what this process claimed and did not hand out is dropped too."""
+        status = await watch.status()
+        if status is Status.IMMEDIATE and self._ended is not Status.IMMEDIATE:
+            if self.buffer:
+                log.warning("dropped %d claimed item(s): the queue was shut down (immediate)", len(self.buffer))
+            while self.buffer:
+                self._holdings.acks.submit(self.buffer.popleft())
+        self._ended = status if status in (Status.DRAINED, Status.IMMEDIATE) else None
+        if self._ended is not None:
+            self._wake_all()
 
     async def _reconcile(self) -> None:
         """Make our processing list and what this process holds agree (the fetcher alone claims, so this

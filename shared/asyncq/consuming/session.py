@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from asyncq.consuming.sharded_claimer import Presence, ShardedClaimer
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.consuming.sweep import Sweeper
 from asyncq.core.backoff import retrying
+from asyncq.core.closing import ShutdownWatch
 from asyncq.core.envelope import Message
 from asyncq.core.retries import RetryPolicy
 from asyncq.core.shards import Shards
@@ -47,7 +49,7 @@ class ConsumerSession:
     """Everything one consuming process keeps about its items; ``RedisQueue`` delegates to it."""
 
     def __init__(self, *, shards: Shards, consumer_id: str, stats: ConsumerStats, settings: ConsumeSettings) -> None:
-        parts = shards.parts
+        parts = self._parts = shards.parts
         home = shards.home
         self._scripts = [part.scripts for part in parts]
         self.consumer_id = consumer_id
@@ -67,7 +69,10 @@ class ConsumerSession:
         )
         self.sweeper = Sweeper(parts=parts, consumer_id=consumer_id, interval=interval)
         self._claimer: Claimer | ShardedClaimer
-        if shards.sharded:
+        self.shutdown = ShutdownWatch(parts)
+        # A priority queue's waiting items are a zset, which no blocking pop serves: its consumers wait for
+        # the 'ready' notification, as a sharded queue's do.
+        if shards.sharded or shards.kind == "priority":
             self._claimer = ShardedClaimer(
                 parts=parts,
                 consumer_id=consumer_id,
@@ -82,7 +87,10 @@ class ConsumerSession:
                 keys=home.keys,
                 consumer_id=consumer_id,
                 block_timeout=settings.block_timeout,
+                events=home.events,
             )
+        for part in parts:
+            part.events.on_wake = self._waker(part.index)
         self.fetcher = Fetcher(
             claimer=self._claimer,
             scripts=self._scripts,
@@ -93,6 +101,7 @@ class ConsumerSession:
             stats=stats,
             prefetch=settings.prefetch,
             batch_size=settings.batch_size,
+            shutdown=self.shutdown,
         )
         self.liveness.start()
         self.sweeper.start()
@@ -129,6 +138,14 @@ class ConsumerSession:
             failed=failed,
             item_id=message.id,
         )
+
+    def _waker(self, shard: int) -> Callable[[str], None]:
+        def wake(what: str) -> None:
+            if what == "shutdown":
+                self.shutdown.stale()
+            self._claimer.wake(shard)
+
+        return wake
 
     def _kept(self, shard: int) -> list[bytes]:
         return list(self.holdings.raws(shard))
@@ -171,3 +188,5 @@ class ConsumerSession:
             await retrying("release", lambda: self._claimer.release(lambda shard: []), log, attempts=3)
         await self.liveness.close(remove=not refused)
         await self._claimer.close(remove=not refused)
+        for part in self._parts:
+            part.events.on_wake = None

@@ -175,6 +175,11 @@ class ShardedClaimer:
         self._due[shard] = min(self._due.get(shard, due), due)
         self._wake.set()  # re-plan the wait
 
+    def wake(self, shard: int = 0) -> None:
+        """A notification says shard ``shard``'s next due time changed (or the queue was shut down)."""
+        self._maybe.add(shard)
+        self._wake.set()
+
     async def unblock(self) -> None:
         self._wake.set()
 

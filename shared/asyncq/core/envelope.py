@@ -5,6 +5,9 @@ can raise it without re-encoding the payload (see ``asyncq.core.scripts``)::
 
     {"attempts":0,"id":"5f0c1b2a9e3d-00000001","enqueued_at":1732512345.123456,"payload":...}
 
+An item put with an idempotency key (``put(item, key=...)``) carries it right after the id, where the Lua
+scripts find it without parsing the payload: ``{"attempts":0,"id":"...","key":"order-42","enqueued_at":...``.
+
 With tracing on (``asyncq.tracing``), an optional last field carries the producer's W3C trace context:
 ``...,"payload":...,"trace":{"traceparent":"00-...","tracestate":"..."}}``; envelopes without it still decode.
 
@@ -68,6 +71,7 @@ class Message:
     raw: bytes
     shard: int = 0
     trace: Mapping[str, str] | None = None  # the producer's W3C trace context, when it stored one
+    key: str | None = None  # the idempotency key it was put with, if any
 
     @property
     def delivery(self) -> int:
@@ -80,8 +84,16 @@ def new_id() -> str:
     return f"{_id_prefix}-{next(_id_counter):08x}"
 
 
-def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: int = 0, queue: str = "") -> bytes:
-    """Encode ``payload`` in a new envelope (for queue ``queue``: the trace hook's span names it).
+def encode(
+    payload: Any,
+    *,
+    max_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    attempts: int = 0,
+    queue: str = "",
+    key: str | None = None,
+) -> bytes:
+    """Encode ``payload`` in a new envelope (for queue ``queue``: the trace hook's span names it), with the
+    idempotency ``key`` if given.
 
     Raises ``TypeError`` for a payload JSON cannot encode and ``ItemTooLarge`` past ``max_bytes``, both before
     anything reaches Redis.
@@ -94,8 +106,9 @@ def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: i
         raise TypeError("queue items must be JSON-serialisable: nested too deeply") from None
     item_id = new_id()
     trace = "" if trace_hook is None else _trace_field(trace_hook(queue, item_id))
+    keyed = "" if key is None else f',"key":{key_json(key)}'
     raw = (
-        f'{{"attempts":{attempts},"id":"{item_id}","enqueued_at":{time.time():.6f},"payload":{body}{trace}}}'
+        f'{{"attempts":{attempts},"id":"{item_id}"{keyed},"enqueued_at":{time.time():.6f},"payload":{body}{trace}}}'
     ).encode()
     if len(raw) > max_bytes:
         raise ItemTooLarge(len(raw), max_bytes)
@@ -128,7 +141,15 @@ def decode(raw: bytes, shard: int = 0) -> Message:
         # The Lua scripts raise attempts by editing this text: an envelope they could not edit (a space after
         # the colon, another field first) would never reach max_deliveries.
         raise BadEnvelope('envelope must begin with {"attempts":N, (no spaces), as asyncq writes it')
-    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard, _trace(data.get("trace")))
+    key = data.get("key")
+    trace = _trace(data.get("trace"))
+    key = key if type(key) is str else None
+    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard, trace, key)
+
+
+def key_json(key: str) -> str:
+    """The JSON text of an idempotency key, as the envelope holds it (the Lua scripts compare this text)."""
+    return _to_json(key)
 
 
 def _trace_field(context: Mapping[str, str] | None) -> str:

@@ -1,5 +1,6 @@
-"""The queue's notification channel: ``done`` (nothing unfinished), ``space`` (room under maxsize) and, on a
-sharded queue, ``ready`` (items arrived in an empty shard).
+"""The queue's notification channel: ``done`` (nothing unfinished), ``space`` (room under maxsize), ``ready``
+(items arrived in an empty shard, on a sharded or priority queue), ``due`` (a delayed put is now the earliest
+scheduled item) and ``shutdown``.
 
 One subscription per RedisQueue, opened on first need. Waiters always re-check the state in Redis after
 subscribing and at a bounded interval, so a notification lost in an outage costs a second, never a hang.
@@ -31,6 +32,7 @@ class Events:
         self.space = asyncio.Event()
         self.ready = asyncio.Event()
         self.on_ready: Callable[[], None] | None = None  # called with each ``ready`` (the sharded claimer's wake)
+        self.on_wake: Callable[[str], None] | None = None  # called with ``due`` and ``shutdown`` (the claimers')
         self._subscribed = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,6 +84,8 @@ class Events:
                 await pubsub.ssubscribe(self._channel)
                 self._subscribed.set()
                 self._ready()  # what arrived while we were not listening: look once
+                if self.on_wake is not None:
+                    self.on_wake("due")
                 outage.recovered()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(timeout=0.25)  # bounds how long close() waits
@@ -107,6 +111,8 @@ class Events:
             self.space.set()
         elif data == b"ready":
             self._ready()
+        elif data in (b"due", b"shutdown") and self.on_wake is not None:
+            self.on_wake("due" if data == b"due" else "shutdown")
 
     def _ready(self) -> None:
         self.ready.set()

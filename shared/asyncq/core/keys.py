@@ -27,8 +27,25 @@ key                                 type    contents
 ``asyncq:{NAME}:events``            pubsub  sharded channel (SPUBLISH): ``done`` when unfinished reaches 0, ``space``
                                             when a consumer took items while a producer waited, ``ready``
                                             when items arrive in an empty queue of a sharded queue
-``asyncq:{NAME}:meta``              hash    ``shards``: the queue's shard count, recorded on first use
+``asyncq:{NAME}:meta``              hash    ``shards``: the queue's shard count, and ``kind`` (``fifo``,
+                                            ``lifo``, ``priority``), recorded on first use (no ``kind``:
+                                            a queue of an older version, a FIFO queue)
+``asyncq:{NAME}:ranked``            zset    a priority queue's waiting envelopes (``queue`` stays empty),
+                                            scored by priority; each member is a 16-digit put sequence
+                                            number (all zeros: given back to the head of its priority)
+                                            followed by the envelope, so equal priorities keep put order
+``asyncq:{NAME}:seq``               string  the last put sequence number of a priority queue
+``asyncq:{NAME}:keys``              hash    idempotency key -> ``id|ttl ms`` of the unfinished item put
+                                            with it (``put(item, key=...)``)
+``asyncq:{NAME}:keys-done``         zset    keys remembered after their item was done (``dedup_ttl``),
+                                            scored by when they are forgotten (ms, Redis's clock)
+``asyncq:{NAME}:shutdown``          string  set by ``shutdown()`` (``drain`` or ``immediate``): puts are
+                                            refused, getters end once the queue is empty
 ==================================  ======  ==========================================================
+
+The ``delayed`` zset holds the retries and the delayed puts (``put(item, delay=...)``) alike: both are items
+scheduled for later, promoted by FETCH once due. In a LIFO queue producers push on the right (the head), so
+the newest item is taken first; everything else is the FIFO layout.
 
 A queue of N > 1 shards is N such key sets, shard ``i``'s under the hash tag ``{NAME#i}`` (``#`` cannot occur in
 a name), or ``{NAME#i.k}`` with the smallest ``k`` that puts it in the i-th N-th of the slot range: a cluster's
@@ -47,7 +64,10 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 # The counters of the ``totals`` hash; the Lua scripts get these names as their table ``F``.
-TOTALS = ("enqueued", "processed", "failed", "retried", "dead", "recovered")
+TOTALS = ("enqueued", "processed", "failed", "retried", "dead", "recovered", "dropped")
+
+# The kinds of queue (``meta`` field ``kind``): the order items are taken in.
+KINDS = ("fifo", "lifo", "priority")
 
 
 def check_name(name: str) -> str:
@@ -127,6 +147,30 @@ class Keys:
     @property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @property
+    def ranked(self) -> str:
+        return self.prefix + "ranked"
+
+    @property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @property
+    def dedup(self) -> str:
+        return self.prefix + "keys"
+
+    @property
+    def dedup_done(self) -> str:
+        return self.prefix + "keys-done"
+
+    @property
+    def shutdown(self) -> str:
+        return self.prefix + "shutdown"
+
+    def waiting(self, kind: str) -> str:
+        """The key of the waiting items: the ``queue`` list, or a priority queue's ``ranked`` zset."""
+        return self.ranked if kind == "priority" else self.queue
 
     def processing(self, consumer_id: str) -> str:
         return f"{self.prefix}processing:{consumer_id}"

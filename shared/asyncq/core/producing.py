@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,7 +22,7 @@ from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
 from asyncq.core.failures import NotReplicated, is_out_of_memory, is_transient
 from asyncq.core.keys import Keys
-from asyncq.core.scripts import Scripts
+from asyncq.core.scripts import Scripts, ShutDownRefusal
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,23 @@ class Replication:
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.timeout <= 0:
             raise ValueError("min_replicas must be >= 0 and replica_timeout > 0")
+
+
+@dataclass(eq=False)
+class PutItem:
+    """One put: the envelope, with its options (``delay_ms`` > 0: scheduled; ``key``: the idempotency key's JSON
+    text without its quotes; ``ttl_ms``: how long the key is remembered once done). ``accepted`` is False once
+    PUT refused it as a duplicate."""
+
+    raw: bytes
+    delay_ms: int = 0
+    key: str = ""
+    ttl_ms: int = 0
+    accepted: bool = field(default=True)
+
+    @property
+    def plain(self) -> bool:
+        return not self.delay_ms and not self.key
 
 
 class Puts:
@@ -62,7 +79,9 @@ class Puts:
         self._events = events
         self._replication = replication
         self._sent_any = False
-        self._batcher: Batcher[bytes] = Batcher(
+        self.known_full = False  # the last batch found no room (put_nowait's QueueFull)
+        self.shut_down = False  # PUT refused a batch: the queue is shut down
+        self._batcher: Batcher[PutItem] = Batcher(
             "put",
             self._send,
             wait_room=self._wait_room,
@@ -70,8 +89,8 @@ class Puts:
             transient=lambda exc: is_transient(exc) or is_out_of_memory(exc),
         )
 
-    def submit(self, raw: bytes) -> asyncio.Future[None]:
-        future = self._batcher.submit(raw)
+    def submit(self, item: PutItem) -> asyncio.Future[None]:
+        future = self._batcher.submit(item)
         assert future is not None
         return future
 
@@ -79,7 +98,12 @@ class Puts:
         await self._batcher.flush()
 
     async def full(self) -> bool:
-        return self.maxsize > 0 and int(await self._client.llen(self._keys.queue)) >= self.maxsize
+        return self.maxsize > 0 and await self.waiting() >= self.maxsize
+
+    async def waiting(self) -> int:
+        if self._scripts.kind == "priority":
+            return int(await self._client.zcard(self._keys.ranked))
+        return int(await self._client.llen(self._keys.queue))
 
     async def close(self, timeout: float) -> None:
         """Send what can be sent within ``timeout``; fail the rest with ``QueueClosed``."""
@@ -95,20 +119,36 @@ class Puts:
                 async with asyncio.timeout(2.0):
                     await self._client.delete(self._keys.producer(self._producer_id))
 
-    async def _send(self, raws: list[bytes], seq: int) -> int:
+    async def _send(self, items: list[PutItem], seq: int) -> int:
         self._sent_any = True
+        options = not all(item.plain for item in items)
+        values: list[bytes | str | int] = []
+        for item in items:
+            values += (item.raw, item.delay_ms, item.key, item.ttl_ms) if options else (item.raw,)
         wanted = self._replication.min_replicas
-        if not wanted:
-            return await self._scripts.put(self._producer_id, seq, raws, self.maxsize)
-        timeout = self._replication.timeout
-        pushed, confirmed = await self._scripts.put_replicated(
-            self._producer_id, seq, raws, self.maxsize, wanted, timeout
+        try:
+            if not wanted:
+                taken, flags = await self._scripts.put(self._producer_id, seq, values, self.maxsize, options=options)
+            else:
+                taken, flags = await self._send_replicated(seq, values, options)
+        except ShutDownRefusal:
+            self.shut_down = True
+            raise
+        for item, flag in zip(items, flags, strict=False):
+            item.accepted = flag == "1"
+        self.known_full = taken < len(items)
+        return taken
+
+    async def _send_replicated(self, seq: int, values: list[bytes | str | int], options: bool) -> tuple[int, str]:
+        wanted, timeout = self._replication.min_replicas, self._replication.timeout
+        taken, flags, confirmed = await self._scripts.put_replicated(
+            self._producer_id, seq, values, self.maxsize, wanted, timeout, options=options
         )
         if confirmed < wanted:
             # This server may have lost its replicas, or its role (a failover): look for the master again.
             await rediscover(self._client)
             raise NotReplicated(f"only {confirmed} of {wanted} replica(s) confirmed the put within {timeout:g} s")
-        return pushed
+        return taken, flags
 
     async def _wait_room(self) -> None:
         await self._events.ensure_listening()

@@ -1,35 +1,41 @@
 """``RedisQueue``: asyncio.Queue's producer/consumer contract across processes and machines, over Redis.
-Key layout: ``asyncq.core.keys``; the server-side steps: ``asyncq.core.scripts``."""
+Key layout: ``asyncq.core.keys``; the server-side steps: ``asyncq.core.scripts``; the other kinds (priority,
+LIFO): ``asyncq.core.kinds``; shutdown: ``asyncq.core.closing``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import redis.asyncio as aioredis
 
 from asyncq.consuming.session import ConsumerSession, ConsumeSettings
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.core.backoff import retrying
+from asyncq.core.closing import QueueShutDown, ShutdownWatch
+from asyncq.core.codec import Codec, JsonCodec
 from asyncq.core.connection import TLSOptions
-from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
+from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode, key_json
 from asyncq.core.errors import QueueClosed
 from asyncq.core.keys import check_name
-from asyncq.core.producing import Replication
+from asyncq.core.producing import PutItem, Replication
 from asyncq.core.retries import RetryPolicy
+from asyncq.core.scripts import ShutDownRefusal
 from asyncq.core.shards import Shards
 from asyncq.core.spread import Spread
 from asyncq.core.urls import resolve_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class RedisQueue:
+class RedisQueue(Generic[T]):
     """A FIFO queue shared by every process that opens the same ``name`` on the same Redis.
 
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
@@ -39,7 +45,12 @@ class RedisQueue:
     hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
     never reported done): a failover then loses no item whose put returned. ``shards`` N > 1 spreads the
     queue over N hash slots (``asyncq.core.shards``): FIFO then holds within a shard, not across them.
+    ``codec`` turns items into JSON values and back (``asyncq.core.codec``; default: items are JSON values).
+    ``dedup_ttl`` is how long, in seconds, an idempotency key (``put(item, key=...)``) is remembered after
+    its item is done (0: until it is done).
     """
+
+    kind: ClassVar[str] = "fifo"
 
     def __init__(
         self,
@@ -58,9 +69,13 @@ class RedisQueue:
         block_timeout: float = 2.0,
         tls: TLSOptions | None = None,
         shards: int = 1,
+        codec: Codec[Any] | None = None,
+        dedup_ttl: float = 0.0,
     ) -> None:
         if maxsize < 0 or prefetch < 0 or batch_size < 1 or shards < 1:
             raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
+        self.codec: Codec[Any] = codec or JsonCodec()
+        self.dedup_ttl = _seconds("dedup_ttl", dedup_ttl)
         check_name(name)
         self.name = name
         self.url = resolve_url(url)
@@ -68,7 +83,7 @@ class RedisQueue:
         self.max_item_bytes = max_item_bytes
         self.retry_policy = retry or RetryPolicy()
         self.heartbeat_interval = heartbeat_interval
-        self.shards = Shards(name, shards, url=self.url, redis=redis, tls=tls)
+        self.shards = Shards(name, shards, url=self.url, redis=redis, tls=tls, kind=self.kind)
         self.keys = self.shards.home.keys
         self._client = self.shards.home.client
         self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
@@ -78,6 +93,7 @@ class RedisQueue:
         self._puts = Spread(self.shards, producer_id=self.consumer_id, maxsize=maxsize, replication=replication)
         self._consuming: ConsumerSession | None = None
         self._closed = False
+        self._nowait: set[asyncio.Task[bool]] = set()  # put_nowait()'s puts, referenced until done
 
     @property
     def in_progress(self) -> int:
@@ -112,37 +128,102 @@ class RedisQueue:
     ) -> None:
         await self.close()
 
-    async def put(self, item: Any) -> None:
-        """Put ``item`` (JSON-serialisable) at the end of the queue; waits while the queue is full.
+    async def put(
+        self, item: T, *, delay: float | None = None, key: str | None = None, dedup_ttl: float | None = None
+    ) -> bool:
+        """Put ``item`` at the end of the queue; waits while the queue is full. Returns True, or False when
+        ``key`` is given and an item put with that key is unfinished (waiting, scheduled, claimed or
+        retrying), or was done less than ``dedup_ttl`` seconds ago (default: the queue's): nothing is put.
 
-        Raises ``TypeError`` or ``ItemTooLarge`` before anything reaches Redis. Through an outage or failover
-        the put is retried until it succeeds (forever: bound it with ``asyncio.timeout`` if you must); a
-        refusal (NOPERM, ...) is raised here. A retried put never enqueues twice; cancelling a put whose batch
-        is already in flight may still enqueue it."""
-        self._check_not_closed()
-        raw = encode(item, max_bytes=self.max_item_bytes, queue=self.name)
+        With ``delay``, the item waits that many seconds in Redis (Redis's clock) before consumers can take
+        it; it counts for ``join()`` meanwhile and is not bounded by ``maxsize``.
+
+        Raises ``TypeError`` or ``ItemTooLarge`` before anything reaches Redis, ``QueueShutDown`` once the
+        queue is shut down. Through an outage or failover the put is retried until it succeeds (forever:
+        bound it with ``asyncio.timeout`` if you must); a refusal (NOPERM, ...) is raised here. A retried put
+        never enqueues twice; cancelling a put whose batch is already in flight may still enqueue it."""
+        return await self._send(self._put_item(item, delay, key, dedup_ttl))
+
+    async def put_many(self, items: Iterable[T]) -> int:
+        """Put several items, in order, in as few round trips as possible. Returns how many."""
+        put_items = [self._put_item(item, None, None, None) for item in items]
+        self._check_open_for_puts()
+        await self._check_layout()
+        try:
+            await asyncio.gather(*(self._puts.submit(put_item) for put_item in put_items))
+        except ShutDownRefusal as exc:
+            raise QueueShutDown("the queue was shut down") from exc
+        return len(put_items)
+
+    def put_nowait(self, item: T, *, delay: float | None = None, key: str | None = None) -> None:
+        """Put without waiting: raises ``asyncio.QueueFull`` if this process knows the queue is full (its last
+        put found no room under ``maxsize``), ``QueueShutDown`` if it knows it is shut down; otherwise the put
+        is sent in the background, and ``flush()`` waits for it. Whether a keyed put was a duplicate, and a
+        failure Redis reports later, are not returned: they are logged."""
+        put_item = self._put_item(item, delay, key, None)
+        if self._puts.known_full:
+            raise asyncio.QueueFull
+        task = asyncio.create_task(self._send(put_item), name="asyncq-put-nowait")
+        self._nowait.add(task)
+        task.add_done_callback(self._put_done)
+
+    def _put_done(self, task: asyncio.Task[bool]) -> None:
+        self._nowait.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("put_nowait(): the put failed: %s", exc)
+
+    def _put_item(self, item: T, delay: float | None, key: str | None, dedup_ttl: float | None) -> PutItem:
+        self._check_open_for_puts()
+        if key is not None and (type(key) is not str or not key):
+            raise TypeError("key must be a non-empty string")
+        raw = encode(self._payload(item), max_bytes=self.max_item_bytes, queue=self.name, key=key)
+        ttl = self.dedup_ttl if dedup_ttl is None else _seconds("dedup_ttl", dedup_ttl)
+        return PutItem(
+            raw,
+            delay_ms=math.ceil(_seconds("delay", delay or 0.0) * 1000),
+            key="" if key is None else key_json(key)[1:-1],
+            ttl_ms=math.ceil(ttl * 1000),
+        )
+
+    async def _send(self, put_item: PutItem) -> bool:
         if not self.shards.checked:
             await self._check_layout()
-        await self._puts.submit(raw)
+        try:
+            await self._puts.submit(put_item)
+        except ShutDownRefusal as exc:
+            raise QueueShutDown("the queue was shut down") from exc
+        return put_item.accepted
 
-    async def put_many(self, items: Iterable[Any]) -> int:
-        """Put several items, in order, in as few round trips as possible. Returns how many."""
-        self._check_not_closed()
-        raws = [encode(item, max_bytes=self.max_item_bytes, queue=self.name) for item in items]
-        await self._check_layout()
-        await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
-        return len(raws)
+    def _payload(self, item: T) -> Any:
+        """The JSON value stored for ``item``."""
+        return self.codec.encode(item)
 
-    async def get(self) -> Any:
-        """Remove and return an item, waiting until one is available (the item's payload)."""
-        return (await self.get_message()).payload
+    def _item(self, payload: Any) -> T:
+        """The item a stored JSON value stands for."""
+        return self.codec.decode(payload)  # type: ignore[no-any-return]
+
+    async def get(self) -> T:
+        """Remove and return an item, waiting until one is available. Raises ``QueueShutDown`` once the queue
+        is shut down and nothing waits or is scheduled (at once after ``shutdown(immediate=True)``)."""
+        return self._item((await self.get_message()).payload)
 
     async def get_message(self) -> Message:
-        """Like ``get()``, but the whole ``Message``: id, payload, enqueue time, attempts."""
+        """Like ``get()``, but the whole ``Message``: id, payload (as stored), enqueue time, attempts, key."""
         self._check_not_closed()
         if self._consuming is None:
             await self._check_layout()
         return await self._consumer().get()
+
+    def get_nowait(self) -> T:
+        """An item this process already claimed from Redis (with ``prefetch`` > 0 the fetcher keeps up to that
+        many at hand), else ``asyncio.QueueEmpty``: it never waits for a round trip. The first call starts
+        consuming, so later calls may find items. Raises ``QueueShutDown`` as ``get()`` does."""
+        self._check_not_closed()
+        session = self._consumer()
+        message = session.fetcher.take_buffered()
+        if message is None or not session.holdings.take(message):
+            raise asyncio.QueueEmpty
+        return self._item(message.payload)
 
     def task_done(self) -> None:
         """Mark done the oldest item that the calling task got and has not marked (else the process's oldest).
@@ -168,6 +249,8 @@ class RedisQueue:
         After the policy's last delivery it goes to the dead letters instead. Returns False if recovery had
         already taken it back (it is then redelivered anyway).
         """
+        if self._consuming is not None and self._consuming.shutdown.known == "immediate":
+            return await self.dead_letter(message, "retry refused: the queue was shut down (immediate)")
         if self.retry_policy.exhausted(message.delivery):
             return await self.dead_letter(message, f"failed {message.delivery} times (max_deliveries)")
         wait = self.retry_policy.delay(message.delivery) if delay is None else delay
@@ -186,6 +269,19 @@ class RedisQueue:
                 settings=self._settings,
             )
         return self._consuming
+
+    # -- shutting down (asyncio.Queue.shutdown, across processes) ------------------------------------------
+
+    async def shutdown(self, immediate: bool = False) -> int:
+        """Shut the queue down for every process (``asyncq.core.closing``): ``put()`` raises ``QueueShutDown``
+        from now on; ``get()`` raises it once nothing waits or is scheduled. With ``immediate``, what waits or
+        is scheduled is dropped, counted done for ``join()``, and getters raise at once; items consumers hold
+        stay theirs to finish. Returns how many items were dropped. ``asyncq reset NAME`` opens the name
+        again."""
+        await self._check_layout()
+        watch = self._consuming.shutdown if self._consuming is not None else ShutdownWatch(self.shards.parts)
+        dropped = await retrying("shutdown", lambda: watch.shutdown(immediate=immediate), log)
+        return int(dropped or 0)
 
     # -- waiting for completion, sizes -------------------------------------------------------------------
 
@@ -213,6 +309,8 @@ class RedisQueue:
     async def flush(self) -> None:
         """Wait until every put and acknowledgement made so far has reached Redis."""
         await self._puts.flush()
+        if self._nowait:
+            await asyncio.wait(set(self._nowait))
         if self._consuming is not None:
             await self._consuming.holdings.acks.flush()
 
@@ -242,3 +340,14 @@ class RedisQueue:
     def _check_not_closed(self) -> None:
         if self._closed:
             raise QueueClosed("the queue is closed")
+
+    def _check_open_for_puts(self) -> None:
+        self._check_not_closed()
+        if self._puts.shut_down:
+            raise QueueShutDown("the queue was shut down")
+
+
+def _seconds(what: str, value: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a number of seconds >= 0, not {value!r}")
+    return float(value)

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from asyncq.core.keys import TOTALS, Keys
 
@@ -64,52 +64,85 @@ class Fetched:
     next_due: float | None
 
 
+class ShutDownRefusal(RedisError):
+    """PUT refused a batch: the queue is shut down (``asyncq.core.closing`` turns it into ``QueueShutDown``)."""
+
+
+# An envelope put with an idempotency key: its key field follows the id (``asyncq.core.envelope``).
+_KEYED = re.compile(rb'\{"attempts":\d+,"id":"[^"]*","key":')
+
+
+def is_keyed(raw: bytes) -> bool:
+    return _KEYED.match(raw) is not None
+
+
 class Scripts:
     """The scripts of one queue (or one shard of it) on one client; each call is EVALSHA, loading the script
-    after a restart. With ``notify`` (a sharded queue), the scripts that add to the queue publish ``ready``
-    when it was empty: that is what its idle consumers wait on."""
+    after a restart. With ``notify`` (a sharded queue, or a priority queue), the scripts that add to the
+    queue publish ``ready`` when it was empty: that is what its idle consumers wait on. ``kind`` (``fifo``,
+    ``lifo``, ``priority``) chooses where waiting items are kept (``asyncq.core.keys``)."""
 
-    def __init__(self, client: Redis, keys: Keys, *, notify: bool = False) -> None:
+    def __init__(self, client: Redis, keys: Keys, *, notify: bool = False, kind: str = "fifo") -> None:
         self.client = client
         self.keys = keys
+        self.kind = kind
+        self.notify = notify
+        self._ranked = kind == "priority"
         self._ready = (keys.events,) if notify else ()
-        self._scripts = {
-            name: client.register_script(source(name))
-            for name in (
-                "put",
-                "fetch",
-                "ack",
-                "retry",
-                "dead",
-                "recover",
-                "release",
-                "requeue",
-                "heartbeat",
-                "lock",
-            )
-        }
+        names = ["put", "fetch", "ack", "retry", "dead", "recover", "release", "requeue", "heartbeat", "lock"]
+        names += ["shutdown", *(["fetch_ranked", "recover_ranked", "release_ranked", "requeue_ranked"] * self._ranked)]
+        self._scripts = {name: client.register_script(source(name)) for name in names}
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._scripts[name](keys=list(keys), args=list(args))
 
-    async def put(self, producer: str, seq: int, raws: Sequence[bytes], maxsize: int) -> int:
-        """Push what fits under ``maxsize``; returns how many. A resent ``seq`` is recognised, not pushed."""
+    def _put_keys(self, producer: str) -> tuple[str, ...]:
         k = self.keys
-        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer), *self._ready)
-        return int(await self._call("put", keys, (maxsize, seq, *raws)))
+        return (
+            k.waiting(self.kind), k.unfinished, k.full, k.totals, k.producer(producer), k.delayed,
+            k.dedup, k.dedup_done, k.seq, k.shutdown, k.events,
+        )  # fmt: skip
+
+    def _put_args(self, seq: int, maxsize: int, options: bool, values: Sequence[bytes | str | int]) -> list[Any]:
+        return [maxsize, seq, self.kind, int(self.notify), int(options), *values]
+
+    @staticmethod
+    def _put_reply(reply: Any) -> tuple[int, str]:
+        if reply == -1:
+            raise ShutDownRefusal("the queue is shut down")
+        taken, flags = reply
+        return int(taken), flags.decode() if isinstance(flags, bytes) else str(flags)
+
+    async def put(
+        self, producer: str, seq: int, values: Sequence[bytes | str | int], maxsize: int, *, options: bool = False
+    ) -> tuple[int, str]:
+        """Add what fits under ``maxsize``: (how many were taken from the front, a flag per item with
+        ``options``: '1' added, '0' refused as a duplicate key). ``values`` are the envelopes, or with
+        ``options`` four values per item (envelope, delay ms, key, dedup ttl ms). A resent ``seq`` is
+        recognised, not applied twice. Raises ``ShutDownRefusal`` once the queue is shut down."""
+        reply = await self._call("put", self._put_keys(producer), self._put_args(seq, maxsize, options, values))
+        return self._put_reply(reply)
 
     async def put_replicated(
-        self, producer: str, seq: int, raws: Sequence[bytes], maxsize: int, replicas: int, timeout: float
-    ) -> tuple[int, int]:
-        """PUT, then ``WAIT`` on the same connection in the same round trip: (pushed, replicas that confirmed
-        within ``timeout`` seconds). A script Redis no longer has is loaded and the pair sent again (PUT
-        recognises its seq, so nothing is pushed twice)."""
-        k = self.keys
-        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer), *self._ready)
+        self,
+        producer: str,
+        seq: int,
+        values: Sequence[bytes | str | int],
+        maxsize: int,
+        replicas: int,
+        timeout: float,
+        *,
+        options: bool = False,
+    ) -> tuple[int, str, int]:
+        """PUT, then ``WAIT`` on the same connection in the same round trip: (taken, flags, replicas that
+        confirmed within ``timeout`` seconds). A script Redis no longer has is loaded and the pair sent again
+        (PUT recognises its seq, so nothing is added twice)."""
+        keys = self._put_keys(producer)
+        args = self._put_args(seq, maxsize, options, values)
         script = self._scripts["put"]
         for _ in range(2):
             pipe = self.client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, maxsize, seq, *raws)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
             pipe.execute_command("WAIT", replicas, max(1, int(timeout * 1000)))
             pushed, confirmed = await pipe.execute(raise_on_error=False)
             if isinstance(pushed, NoScriptError):
@@ -118,13 +151,18 @@ class Scripts:
             for reply in (pushed, confirmed):
                 if isinstance(reply, Exception):
                     raise reply
-            return int(pushed), int(confirmed)
+            taken, flags = self._put_reply(pushed)
+            return taken, flags, int(confirmed)
         raise NoScriptError("the PUT script could not be loaded")
 
     async def fetch(self, consumer: str, count: int) -> Fetched:
         """Claim up to ``count`` envelopes into ``consumer``'s processing list (due retries first)."""
         k = self.keys
-        reply = await self._call("fetch", (k.queue, k.processing(consumer), k.delayed, k.full, k.events), (count,))
+        if self._ranked:
+            keys: tuple[str, ...] = (k.ranked, k.processing(consumer), k.delayed, k.full, k.events, k.seq)
+            reply = await self._call("fetch_ranked", keys, (count,))
+        else:
+            reply = await self._call("fetch", (k.queue, k.processing(consumer), k.delayed, k.full, k.events), (count,))
         raws, next_due, now = reply
         due = None if next_due is None else max(0.0, (float(next_due) - float(now)) / 1000.0)
         return Fetched(list(raws), due)
@@ -132,7 +170,10 @@ class Scripts:
     async def ack(self, consumer: str, raws: Sequence[bytes]) -> int:
         """Mark done the envelopes still in ``consumer``'s processing list; returns how many were."""
         k = self.keys
-        return int(await self._call("ack", (k.processing(consumer), k.unfinished, k.totals, k.events), raws))
+        keys: tuple[str, ...] = (k.processing(consumer), k.unfinished, k.totals, k.events)
+        if any(is_keyed(raw) for raw in raws):
+            keys += (k.dedup, k.dedup_done)
+        return int(await self._call("ack", keys, raws))
 
     async def retry(self, consumer: str, raw: bytes, delay: float) -> bool:
         """Schedule ``raw`` for another attempt in ``delay`` seconds; False if recovery had taken it back."""
@@ -143,25 +184,42 @@ class Scripts:
     async def dead(self, consumer: str, raw: bytes, record: bytes, *, counted: bool, failed: bool) -> bool:
         """Move ``raw`` to the dead letters as ``record``; False if recovery had taken it back."""
         k = self.keys
-        keys = (k.processing(consumer), k.dead, k.unfinished, k.totals, k.events)
+        keys: tuple[str, ...] = (k.processing(consumer), k.dead, k.unfinished, k.totals, k.events)
+        if is_keyed(raw):
+            keys += (k.dedup, k.dedup_done)
         return bool(await self._call("dead", keys, (raw, record, int(counted), int(failed))))
 
     async def recover(self, consumer: str, limit: int) -> int:
         """Give back up to ``limit`` items of a dead ``consumer``; -1 if its heartbeat is alive."""
         k = self.keys
+        if self._ranked:
+            ranked = (k.heartbeat(consumer), k.processing(consumer), k.ranked, k.consumers, k.totals, k.events, k.seq)
+            return int(await self._call("recover_ranked", ranked, (consumer, limit)))
         keys = (k.heartbeat(consumer), k.processing(consumer), k.queue, k.consumers, k.totals, *self._ready)
         return int(await self._call("recover", keys, (consumer, limit)))
 
     async def release(self, consumer: str, keep: Sequence[bytes]) -> int:
         """Give back every envelope of ``consumer``'s processing list but ``keep``; returns how many."""
-        keys = (self.keys.processing(consumer), self.keys.queue, *self._ready)
+        k = self.keys
+        if self._ranked:
+            return int(await self._call("release_ranked", (k.processing(consumer), k.ranked, k.events, k.seq), keep))
+        keys = (k.processing(consumer), k.queue, *self._ready)
         return int(await self._call("release", keys, keep))
 
     async def requeue(self, record: bytes, envelope: bytes) -> bool:
         """Put a dead letter's ``envelope`` back at the end of the line; False if ``record`` is gone."""
         k = self.keys
+        if self._ranked:
+            ranked = (k.dead, k.ranked, k.unfinished, k.totals, k.events, k.seq)
+            return bool(await self._call("requeue_ranked", ranked, (record, envelope)))
         keys = (k.dead, k.queue, k.unfinished, k.totals, *self._ready)
         return bool(await self._call("requeue", keys, (record, envelope)))
+
+    async def shutdown(self, *, immediate: bool) -> int:
+        """Shut this shard down (puts refused); with ``immediate``, drop what waits. Returns how many dropped."""
+        k = self.keys
+        keys = (k.shutdown, k.waiting(self.kind), k.delayed, k.unfinished, k.totals, k.events, k.dedup, k.dedup_done)
+        return int(await self._call("shutdown", keys, ("immediate" if immediate else "drain", self.kind)))
 
     async def heartbeat(self, consumer: str, info: str, ttl_ms: int, *, first: bool) -> bool:
         """Set ``consumer``'s heartbeat; False if it had expired since the last one."""

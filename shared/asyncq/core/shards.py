@@ -2,8 +2,9 @@
 
 A queue of one shard is today's single key set. A queue of N > 1 shards spreads over N hash slots (the layout
 is in ``asyncq.core.keys``); on a cluster each shard gets a client of its own slot's master, elsewhere the
-shards share one client. The shard count is recorded in Redis on first use (``meta``), so that processes that
-disagree on it fail at once rather than leave items where the others never look.
+shards share one client. The shard count and the kind (fifo, lifo, priority) are recorded in Redis on first use
+(``meta``), so that processes that disagree on them fail at once rather than leave items where the others never
+look. A queue written by a version before kinds has no ``kind``: it is a FIFO queue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from asyncq.core.cluster import SlotConnectionPool
 from asyncq.core.connection import TLSOptions, adopt, connect
 from asyncq.core.events import Events
 from asyncq.core.failures import is_out_of_memory
-from asyncq.core.keys import Keys, shard_keys
+from asyncq.core.keys import KINDS, Keys, shard_keys
 from asyncq.core.scripts import Scripts
 from asyncq.core.urls import parse_ha
 
@@ -35,6 +36,18 @@ class QueueLayoutError(ValueError):
         )
         self.recorded = recorded
         self.opened = opened
+
+
+class QueueKindError(ValueError):
+    """The queue in Redis is of another kind (fifo, lifo, priority) than the one it was opened as."""
+
+    def __init__(self, name: str, recorded: str, opened: str) -> None:
+        super().__init__(
+            f"queue {name!r} is a {recorded} queue in Redis, not {opened}: open it as {recorded} (--kind {recorded}); "
+            f"to change its kind, drain it and run: asyncq reset {name} --all",
+        )
+        self.recorded_kind = recorded
+        self.opened_kind = opened
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,14 @@ class Shards:
         url: str,
         redis: Any | None = None,
         tls: TLSOptions | None = None,
+        kind: str = "fifo",
     ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown queue kind {kind!r}: use one of {', '.join(KINDS)}")
         keysets = shard_keys(name, count)
         self.name = name
         self.count = count
+        self.kind = kind
         self._owned: list[aioredis.Redis] = []
         per_slot = redis is not None or _is_cluster(url)
         shared: aioredis.Redis | None = None
@@ -77,7 +94,8 @@ class Shards:
                 client = shared
             if client is not redis and client not in self._owned:
                 self._owned.append(client)
-            scripts = Scripts(client, keys, notify=count > 1)
+            # A priority queue's consumers cannot block on a zset: they wait for 'ready', as a sharded queue's do.
+            scripts = Scripts(client, keys, notify=count > 1 or kind == "priority", kind=kind)
             parts.append(Shard(keys.index, keys, client, scripts, Events(client, keys.events)))
         self.parts = parts
         self.checked = False
@@ -104,21 +122,31 @@ class Shards:
         if self.checked:
             return
         client, key = self._meta, self.home.keys.meta
-        recorded = await client.hget(key, "shards")
+        recorded, kind = await client.hmget(key, ["shards", "kind"])
         if recorded is None and not record:
             return
-        if recorded is None:
+        if record and (recorded is None or kind is None):
             try:
-                await client.hsetnx(key, "shards", self.count)
+                pipe = client.pipeline(transaction=True)
+                pipe.hsetnx(key, "shards", self.count)
+                # A queue recorded before kinds existed (shards, no kind) is a FIFO queue.
+                pipe.hsetnx(key, "kind", self.kind if recorded is None else "fifo")
+                await pipe.execute()
             except ResponseError as exc:
-                # A full Redis (maxmemory) refuses even this write; no record means one shard, so a queue of
-                # one shard goes on (consuming is what frees memory).
-                if not (is_out_of_memory(exc) and self.count == 1):
+                # A full Redis (maxmemory) refuses even this write; no record means one FIFO shard, so such a
+                # queue goes on (consuming is what frees memory).
+                if not (is_out_of_memory(exc) and self.count == 1 and self.kind == "fifo"):
                     raise
-            recorded = await client.hget(key, "shards")
+            recorded, kind = await client.hmget(key, ["shards", "kind"])
         if int(recorded or 1) != self.count:
             raise QueueLayoutError(self.name, int(recorded or 1), self.count)
+        self._check_kind(kind)
         self.checked = True
+
+    def _check_kind(self, recorded: bytes | str | None) -> None:
+        kind = recorded.decode() if isinstance(recorded, bytes) else (recorded or "fifo")
+        if kind != self.kind:
+            raise QueueKindError(self.name, kind, self.kind)
 
     async def close(self) -> None:
         for part in self.parts:
@@ -131,6 +159,12 @@ class Shards:
 async def recorded_shards(client: aioredis.Redis, name: str) -> int:
     """The shard count Redis holds for queue ``name`` (1 for a queue never opened with shards)."""
     return int(await client.hget(Keys(name).meta, "shards") or 1)
+
+
+async def recorded_kind(client: aioredis.Redis, name: str) -> str:
+    """The kind Redis holds for queue ``name`` (fifo for a queue of an older version, or never opened)."""
+    kind = await client.hget(Keys(name).meta, "kind")
+    return kind.decode() if isinstance(kind, bytes) else "fifo"
 
 
 @contextlib.asynccontextmanager

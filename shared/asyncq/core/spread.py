@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import zlib
 
-from asyncq.core.producing import Puts, Replication
+from asyncq.core.producing import PutItem, Puts, Replication
 from asyncq.core.shards import Shard, Shards
 
 
@@ -38,10 +39,22 @@ class Spread:
         ]
         self._next = 0
 
-    def submit(self, raw: bytes) -> asyncio.Future[None]:
+    def submit(self, item: PutItem) -> asyncio.Future[None]:
+        if item.key and len(self._puts) > 1:
+            # A key always goes to the same shard (a hash of it), so the shard's PUT sees every item put with it.
+            return self._puts[zlib.crc32(item.key.encode()) % len(self._puts)].submit(item)
         puts = self._puts[self._next]
         self._next = (self._next + 1) % len(self._puts)
-        return puts.submit(raw)
+        return puts.submit(item)
+
+    @property
+    def known_full(self) -> bool:
+        """A shard's last batch found no room (with maxsize): what put_nowait() calls full."""
+        return self.maxsize > 0 and any(puts.known_full for puts in self._puts)
+
+    @property
+    def shut_down(self) -> bool:
+        return any(puts.shut_down for puts in self._puts)
 
     async def flush(self) -> None:
         for puts in self._puts:
@@ -53,8 +66,8 @@ class Spread:
 
     async def qsize(self) -> int:
         total = 0
-        for part in self._shards.parts:
-            total += int(await part.client.llen(part.keys.queue))
+        for puts in self._puts:
+            total += await puts.waiting()
         return total
 
     async def full(self) -> bool:

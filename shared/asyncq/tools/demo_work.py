@@ -125,7 +125,7 @@ def produce(
 
     async def go() -> None:
         start = time.perf_counter()
-        async with RedisQueue(queue, url=os.environ["REDIS_URL"]) as q:
+        async with RedisQueue[Any](queue, url=os.environ["REDIS_URL"]) as q:
             limiter = RateLimiter(rate) if rate > 0 else None
             sent = 0
             while sent < len(mine):

@@ -35,3 +35,29 @@ local function finished(key, channel, n)
     redis.call('SPUBLISH', channel, 'done')
   end
 end
+
+--- rank
+-- A priority queue's waiting items are a zset scored by priority: the payload is the item [priority, data],
+-- so the priority is the first number after "payload":[ (a quote inside a JSON string is escaped, so the
+-- first ,"payload": is the field's own). The member is a 16-digit put sequence number, then the envelope:
+-- equal priorities sort by it, in put order; `head` (an item given back) gets all zeros, before them.
+local function rank(zkey, seqkey, env, head)
+  local p = tonumber(string.match(env, ',"payload":%[%s*(-?[%d%.eE+-]+)')) or 0
+  local prefix = '0000000000000000'
+  if not head then prefix = string.format('%016d', redis.call('INCR', seqkey)) end
+  redis.call('ZADD', zkey, p, prefix .. env)
+end
+
+--- free_key
+-- An item put with an idempotency key is done: forget its key (when the key is still this item's), or keep
+-- it `ttl` ms longer in `done` (dedup_ttl). The key's JSON text follows the id, before enqueued_at.
+local function free_key(keys, done, env, now)
+  local id, key = string.match(env, '^{"attempts":%d+,"id":"([^"]*)","key":"(.-)","enqueued_at":')
+  if not key then return end
+  local held = redis.call('HGET', keys, key)
+  if not held then return end
+  local owner, ttl = string.match(held, '^(.*)|(%d+)$')
+  if owner ~= id then return end
+  redis.call('HDEL', keys, key)
+  if tonumber(ttl) > 0 then redis.call('ZADD', done, now + tonumber(ttl), key) end
+end
