@@ -99,7 +99,7 @@ async def test_render_shows_the_figures_of_a_real_queue(redis: aioredis.Redis, r
     assert figure(text, "claimed / in progress") == "1 / 1"
     assert figure(text, "dead letters") == "1"
     assert figure(text, "unfinished (join)") == "9"
-    assert figure(text, "retrying (delayed)") == "0"
+    assert figure(text, "scheduled") == "0"
     assert figure(text, "total enqueued") == "12"
     assert figure(text, "total processed") == "2"
     assert figure(text, "total failed") == "1"

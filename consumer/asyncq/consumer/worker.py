@@ -1,6 +1,7 @@
 """The consumer loop: C coroutines take items, run the handler, acknowledge; failures retry with backoff.
 
-Shutdown (``stop`` set by a signal, or the queue drained with ``drain``): stop claiming, give back what was
+Shutdown (``stop`` set by a signal, the queue drained with ``drain``, or the queue shut down: every worker's
+``get()`` then raises ``QueueShutDown``): stop claiming, give back what was
 claimed but not started, let items in progress finish within ``grace`` seconds, acknowledge them, leave.
 """
 
@@ -18,6 +19,7 @@ from asyncq.cli.logs import ITEMS
 from asyncq.consumer.handlers import Handler
 from asyncq.consumer.metrics import Metrics
 from asyncq.consuming.stats import ConsumerStats
+from asyncq.core.closing import QueueShutDown
 from asyncq.core.envelope import Message
 from asyncq.core.errors import QueueClosed, Reject
 from asyncq.core.histogram import Histogram
@@ -92,6 +94,8 @@ def label(payload: Any) -> str:
     """The seed prints the item's random hex string; show that when the payload has one."""
     if isinstance(payload, dict) and "data" in payload:
         return str(payload["data"])
+    if isinstance(payload, list | tuple) and len(payload) == 2 and isinstance(payload[1], dict):
+        return label(payload[1])  # a priority queue's [priority, item]
     if isinstance(payload, list | tuple) and payload:
         return str(payload[0])
     return str(payload)
@@ -161,7 +165,7 @@ class Consumer:
         while True:
             try:
                 message = await self.queue.get_message()
-            except QueueClosed:
+            except (QueueClosed, QueueShutDown):
                 return
             try:
                 await self._handle(name, message)

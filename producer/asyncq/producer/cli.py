@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Annotated
@@ -20,7 +21,7 @@ from rich.progress import (
 from asyncq.cli import options as opt
 from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.logs import LogFormat, configure, report
-from asyncq.cli.runner import run, start_tracing
+from asyncq.cli.runner import fail, run, start_tracing
 from asyncq.producer.run import ProduceConfig, ProduceResult, Waiting, produce
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -44,6 +45,30 @@ class WaitLines:
                 return
         self.last, self.said_at = state, now
         report(state.line(), err=True, unfinished=state.unfinished, consumers=state.consumers)
+
+
+_SPAN = re.compile(r"(-?\d+)(?:-(-?\d+))?")
+
+
+def _span(value: str) -> tuple[int, int]:
+    """``N`` or ``MIN-MAX`` (integers, either may be negative) as (low, high)."""
+    match = _SPAN.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(value)
+    low = int(match.group(1))
+    return low, int(match.group(2)) if match.group(2) is not None else low
+
+
+def _priority(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        low, high = _span(value)
+    except ValueError:
+        raise typer.BadParameter(f"use N or MIN-MAX (integers), not {value!r}") from None
+    if low > high:
+        raise typer.BadParameter(f"MIN must not exceed MAX in {value!r}")
+    return value
 
 
 @app.command()
@@ -119,6 +144,37 @@ def main(
             help="How long one try waits for the replicas (--min-replicas); a shortfall is retried.",
         ),
     ] = 1.0,
+    delay: Annotated[
+        float,
+        typer.Option(
+            "--delay",
+            envvar="ASYNCQ_DELAY",
+            min=0,
+            metavar="SECONDS",
+            help="Each item waits this long in Redis (on Redis's clock) before consumers can take it.",
+        ),
+    ] = 0.0,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            envvar="ASYNCQ_PRIORITY",
+            callback=_priority,
+            metavar="N|MIN-MAX",
+            show_default="0 with --kind priority",
+            help="A priority queue's items get priority N, or one drawn between MIN and MAX (lowest first).",
+        ),
+    ] = None,
+    shutdown: Annotated[
+        bool,
+        typer.Option(
+            "--shutdown",
+            envvar="ASYNCQ_SHUTDOWN",
+            metavar="",
+            help="Shut the queue down at the end (after the wait, with --wait): puts fail everywhere, and "
+            "consumers of every machine finish and exit 0. asyncq reset NAME opens it again.",
+        ),
+    ] = False,
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
     verbose: opt.Verbose = False,
     log_format: opt.LogFormatOpt = LogFormat.text,
@@ -129,7 +185,20 @@ def main(
     processed."""
     configure(verbose=verbose, fmt=log_format)
     start_tracing("asyncq-producer")
-    config = ProduceConfig(count=count, producers=producers, rate=rate, size=size, batch=batch, wait=wait)
+    if priority is not None and conn.kind != "priority":
+        raise fail("--priority needs --kind priority", code=2)
+    span = _span(priority or "0") if conn.kind == "priority" else None
+    config = ProduceConfig(
+        count=count,
+        producers=producers,
+        rate=rate,
+        size=size,
+        batch=batch,
+        wait=wait,
+        delay=delay,
+        priority=span,
+        shutdown=shutdown,
+    )
 
     async def go() -> ProduceResult:
         async with conn.opened(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ class ProduceConfig:
     size: int = 10
     batch: int = 100
     wait: bool = True
+    delay: float = 0.0  # seconds each item waits in Redis before consumers can take it
+    priority: tuple[int, int] | None = None  # a priority queue's items: priorities drawn from this range
+    shutdown: bool = False  # shut the queue down once done (after the join, with wait)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ async def produce(
             if limiter is not None:
                 want = await limiter.take(want)
             items = [make_item(producer, config.size) for _ in range(want)]
-            await queue.put_many(items)
+            await put(queue, config, items)
             if verbose:
                 for item in items:
                     items_log.info(
@@ -111,7 +115,21 @@ async def produce(
     if config.wait:
         await wait_processed(queue, config.count, waiting)
         joined_after = time.perf_counter() - start
+    if config.shutdown:
+        await queue.shutdown()
     return ProduceResult(config.count, produced, joined_after)
+
+
+async def put(queue: RedisQueue[Any], config: ProduceConfig, items: list[dict[str, object]]) -> None:
+    """Put one batch: plainly, or each item (priority, item) / with its delay."""
+    entries: list[Any] = items
+    if config.priority is not None:
+        low, high = config.priority
+        entries = [(random.randint(low, high), item) for item in items]
+    if not config.delay:
+        await queue.put_many(entries)
+        return
+    await asyncio.gather(*(queue.put(entry, delay=config.delay) for entry in entries))
 
 
 async def observe(queue: RedisQueue[Any], count: int) -> Waiting:

@@ -17,6 +17,8 @@ from asyncq.cli.logs import LogFormat, configure
 from asyncq.cli.runner import fail, run
 from asyncq.cli.web import web
 from asyncq.core.connection import TLSOptions
+from asyncq.core.keys import check_name
+from asyncq.tools import reset as resetting
 from asyncq.tools import snapshot
 from asyncq.tools.demo import DemoConfig, redis_for_demo, run_demo
 
@@ -160,3 +162,55 @@ def health(
     if found is None:
         raise fail(f"no live consumer {consumer or 'on host ' + wanted_host} for queue {conn.queue}")
     typer.echo(f"ok: consumer {found} is alive")
+
+
+@app.command()
+@connection_options()
+def reset(
+    conn: Connection,
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", show_default="--queue", help="The queue to reset.")
+    ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            metavar="",
+            help="Delete every key of the queue and its record (kind, shards), not only its shutdown: the name "
+            "is then free for a queue of another kind or shard count.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="With --all: even with live consumers or unfinished items.")
+    ] = False,
+) -> None:
+    """Open a queue that was shut down again (puts are accepted, new consumers consume), or with --all forget
+    it entirely."""
+    queue = conn.queue if name is None else _checked_name(name)
+
+    async def go() -> resetting.ResetResult:
+        client = await conn.client()
+        try:
+            if everything:
+                return await resetting.forget(client, queue, force=force)
+            return await resetting.reopen(client, queue)
+        finally:
+            await client.aclose()
+
+    try:
+        result = run(go(), url=conn.url)
+    except resetting.QueueBusy as exc:
+        raise fail(str(exc)) from None
+    if everything:
+        typer.echo(f"queue {queue}: deleted {result.deleted} key(s)")
+    elif result.was_shut_down:
+        typer.echo(f"queue {queue}: open again (it was shut down)")
+    else:
+        typer.echo(f"queue {queue}: was not shut down; nothing to do")
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise fail(str(exc), code=2) from None

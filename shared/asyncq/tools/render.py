@@ -124,9 +124,10 @@ def _figures(snap: Snapshot, width: int) -> RenderableType:
         ("waiting (depth)", f"{snap.depth:,}"),
         ("oldest waiting", duration(snap.oldest_age)),
         ("claimed / in progress", f"{snap.claimed:,} / {in_progress:,}"),
-        ("retrying (delayed)", f"{snap.delayed:,}"),
+        ("scheduled", f"{snap.delayed:,}"),
         ("dead letters", f"{snap.dead:,}"),
         ("unfinished (join)", f"{snap.unfinished:,}"),
+        ("kind", snap.kind + (f" · shut down ({snap.shutdown})" if snap.shutdown else "")),
     ]
     right = [(f"total {name}", f"{snap.totals.get(name, 0):,}") for name in snapshot.TOTALS]
     grid = Table.grid(padding=(0, 2))

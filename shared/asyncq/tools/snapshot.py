@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from asyncq.core.envelope import BadEnvelope, decode
 from asyncq.core.histogram import Histogram
 from asyncq.core.keys import TOTALS, Keys
-from asyncq.core.shards import shard_clients
+from asyncq.core.shards import recorded_kind, shard_clients
 
 __all__ = ["TOTALS", "ConsumerView", "Snapshot", "take"]
 
@@ -66,6 +66,13 @@ class Snapshot:
     totals: dict[str, int]
     consumers: list[ConsumerView] = field(default_factory=list)
     orphaned: int = 0
+    kind: str = "fifo"
+    shutdown: str | None = None  # "drain" or "immediate" once shut down
+
+    @property
+    def scheduled(self) -> int:
+        """Items waiting for their time: delayed puts and retries (the ``delayed`` zset)."""
+        return self.delayed
 
     @property
     def latency(self) -> Histogram:
@@ -81,6 +88,9 @@ class Snapshot:
             "claimed": self.claimed,
             "in_progress": sum(c.in_progress for c in self.consumers),
             "delayed": self.delayed,
+            "scheduled": self.scheduled,
+            "kind": self.kind,
+            "shutdown": self.shutdown,
             "dead": self.dead,
             "unfinished": self.unfinished,
             "totals": self.totals,
@@ -93,9 +103,10 @@ class Snapshot:
 async def take(client: aioredis.Redis, name: str) -> Snapshot:
     """Read the state of queue ``name``, over all its shards (the consumers from the home shard's heartbeats,
     their claimed items from every shard)."""
+    kind = await recorded_kind(client, name)
     async with shard_clients(client, name) as parts:
         now = time.time()
-        figures = [await _shard_figures(keys, shard_client) for keys, shard_client in parts]
+        figures = [await _shard_figures(keys, shard_client, kind) for keys, shard_client in parts]
         lengths: dict[str, int] = {}
         for shard_lengths in (f.lengths for f in figures):
             for cid, n in shard_lengths.items():
@@ -120,6 +131,8 @@ async def take(client: aioredis.Redis, name: str) -> Snapshot:
         totals={k: sum(int(f.totals.get(k.encode(), 0)) for f in figures) for k in TOTALS},
         consumers=sorted(consumers, key=lambda c: (c.host, c.pid)),
         orphaned=sum(n for cid, n in lengths.items() if cid not in live),
+        kind=kind,
+        shutdown=next((f.shutdown for f in figures if f.shutdown), None),
     )
 
 
@@ -132,24 +145,33 @@ class _ShardFigures:
     unfinished: int
     totals: dict[bytes, bytes]
     lengths: dict[str, int]  # consumer id -> items in its processing list here
+    shutdown: str | None
 
 
-async def _shard_figures(keys: Keys, client: aioredis.Redis) -> _ShardFigures:
+async def _shard_figures(keys: Keys, client: aioredis.Redis, kind: str) -> _ShardFigures:
     pipe = client.pipeline(transaction=False)
-    pipe.llen(keys.queue)
-    pipe.lindex(keys.queue, -1)
+    if kind == "priority":
+        pipe.zcard(keys.ranked)
+        pipe.zrange(keys.ranked, 0, 0)
+    else:
+        pipe.llen(keys.queue)
+        pipe.lindex(keys.queue, -1)  # the head; in a LIFO queue the newest, which is next out
     pipe.zcard(keys.delayed)
     pipe.llen(keys.dead)
     pipe.get(keys.unfinished)
     pipe.hgetall(keys.totals)
-    depth, head, delayed, dead, unfinished, totals = await pipe.execute()
+    pipe.get(keys.shutdown)
+    depth, head, delayed, dead, unfinished, totals, shutdown = await pipe.execute()
+    if kind == "priority":
+        head = head[0][16:] if head else None  # the member's put sequence prefix
     processing = [key async for key in client.scan_iter(match=keys.processing_pattern, count=1000)]
     pipe = client.pipeline(transaction=False)
     for key in processing:
         pipe.llen(key)
     counts = await pipe.execute() if processing else []
     lengths = {keys.consumer_of(k): int(n) for k, n in zip(processing, counts, strict=True)}
-    return _ShardFigures(int(depth), head, int(delayed), int(dead), int(unfinished or 0), totals, lengths)
+    mode = shutdown.decode() if isinstance(shutdown, bytes) else None
+    return _ShardFigures(int(depth), head, int(delayed), int(dead), int(unfinished or 0), totals, lengths, mode)
 
 
 def _age(head: bytes | None, now: float) -> float | None:

@@ -158,6 +158,8 @@ class Monitor:
         put_rate, done_rate = state.rates
         return {
             "name": name,
+            "kind": snap.kind,
+            "shutdown": snap.shutdown,
             "depth": snap.depth,
             "oldest_age": snap.oldest_age,
             "in_flight": snap.claimed,

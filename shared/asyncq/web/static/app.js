@@ -101,7 +101,7 @@ function legend(series) {
 
 function queuesPage(data) {
   const rows = data.queues.map((q) => `<tr data-queue="${esc(q.name)}">
-      <td><a href="/queues/${encodeURIComponent(q.name)}">${esc(q.name)}</a></td>
+      <td><a href="/queues/${encodeURIComponent(q.name)}">${esc(q.name)}</a>${kindNote(q)}</td>
       <td class="num depth">${q.depth}</td><td class="num">${duration(q.oldest_age)}</td>
       <td class="num">${q.in_flight}</td><td class="num">${q.scheduled}</td><td class="num">${q.retried}</td>
       <td class="num dead">${q.dead}</td><td class="num">${q.unfinished}</td><td class="num">${q.consumers}</td>
@@ -110,6 +110,11 @@ function queuesPage(data) {
       <th class="num">in flight</th><th class="num">scheduled</th><th class="num">retried</th><th class="num">dead</th>
       <th class="num">unfinished</th><th class="num">consumers</th><th class="num">in/s</th><th class="num">out/s</th></tr></thead>
       <tbody>${rows || '<tr><td colspan="11" class="empty">no asyncq queue on this server yet</td></tr>'}</tbody></table>`);
+}
+
+function kindNote(q) {
+  const kind = q.kind && q.kind !== "fifo" ? ` <span class="kind">${esc(q.kind)}</span>` : "";
+  return kind + (q.shutdown ? ' <span class="kind">shut down</span>' : "");
 }
 
 function figure(id, label, value) {
@@ -121,7 +126,8 @@ function queuePage(q) {
     figure("depth", "depth", q.depth),
     figure("oldest", "oldest waiting", duration(q.oldest_age)),
     figure("in-flight", "in flight", q.in_flight),
-    figure("scheduled", "scheduled (retries)", q.scheduled),
+    figure("kind", "kind", esc(q.kind || "fifo") + (q.shutdown ? " · shut down" : "")),
+    figure("scheduled", "scheduled (delay, retry)", q.scheduled),
     figure("retried", "retried (total)", q.retried),
     figure("dead", "dead", q.dead),
     figure("unfinished", "unfinished", q.unfinished),
