@@ -30,7 +30,9 @@ def stats(redis_url: str, queue: str) -> dict[str, Any]:
 
 
 def totals(**nonzero: int) -> dict[str, int]:
-    return {k: nonzero.get(k, 0) for k in ("enqueued", "processed", "failed", "retried", "dead", "recovered", "dropped")}
+    return {
+        k: nonzero.get(k, 0) for k in ("enqueued", "processed", "failed", "retried", "dead", "recovered", "dropped")
+    }
 
 
 async def test_stats_of_an_empty_queue(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
