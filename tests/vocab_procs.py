@@ -1,6 +1,6 @@
 """Processes for the queue vocabulary tests (issue 15): ``python -m tests.vocab_procs ROLE ...``.
 
-- ``consume NAME KIND OUT [PREFETCH]``: take items until the queue is shut down and empty (``QueueShutDown``),
+- ``consume NAME KIND OUT [PREFETCH [SHARDS]]``: take items until the queue is shut down and empty (``QueueShutDown``),
   writing one JSON line per item to OUT at the handler's start: its payload and Redis's clock (ms); then
   ``{"end": true}``.
 - ``put-keys NAME COUNT OUT``: wait for the go signal (a token on the list ``NAME:go``), then put COUNT items
@@ -27,8 +27,8 @@ async def redis_ms(q: RedisQueue[Any]) -> float:
     return float(seconds) * 1000 + float(micros) / 1000
 
 
-async def consume(name: str, kind: str, out: Path, prefetch: int) -> None:
-    async with queue_class(kind)(name, url=os.environ["REDIS_URL"], prefetch=prefetch) as q:
+async def consume(name: str, kind: str, out: Path, prefetch: int, shards: int) -> None:
+    async with queue_class(kind)(name, url=os.environ["REDIS_URL"], prefetch=prefetch, shards=shards) as q:
         with out.open("w") as f:
             while True:
                 try:
@@ -55,7 +55,8 @@ def main(argv: list[str]) -> None:
     role, *args = argv
     if role == "consume":
         prefetch = int(args[3]) if len(args) > 3 else 0
-        asyncio.run(consume(args[0], args[1], Path(args[2]), prefetch))
+        shards = int(args[4]) if len(args) > 4 else 1
+        asyncio.run(consume(args[0], args[1], Path(args[2]), prefetch, shards))
     elif role == "put-keys":
         asyncio.run(put_keys(args[0], int(args[1]), Path(args[2])))
     else:

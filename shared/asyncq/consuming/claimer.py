@@ -98,6 +98,9 @@ class Claimer:
         local = self._retry_due - now if self._retry_due is not None else self.block_timeout
         timeout = max(0.01, min(self.block_timeout, wait, local))
         self._blocked_until = time.monotonic() + timeout
+        # Redis ends a blocking pop's timeout only in its cron (hz 10: up to 100 ms late); a wait that ends at
+        # a due time is ended on time here instead, by unblocking it.
+        timer = asyncio.get_running_loop().call_later(timeout, self.wake) if timeout < self.block_timeout else None
         try:
             raw = await self._blocking.blmove(
                 self._keys.queue,
@@ -108,6 +111,8 @@ class Claimer:
             )
         finally:
             self._blocked_until = None
+            if timer is not None:
+                timer.cancel()
         return [(0, raw)] if isinstance(raw, bytes) else []
 
     def connection_lost(self) -> None:
