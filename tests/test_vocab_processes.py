@@ -4,6 +4,7 @@ order, and a shutdown that ends consumers in other processes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -59,7 +60,7 @@ async def test_a_delayed_item_wakes_a_consumer_of_another_process_in_time(
             item: Any = {"n": n} if kind == "fifo" else (n, {"n": n})
             assert await q.put(item, delay=0.3 + 0.05 * n)
             [(_, due_ms)] = await _earliest(redis, q)
-            await async_wait_until(lambda: len(lines(out)) > n, 10, f"delayed item {n} handled")
+            await async_wait_until(lambda n=n: len(lines(out)) > n, 10, f"delayed item {n} handled")
             lateness.append(lines(out)[n]["at_ms"] - due_ms)
         await q.join()
         await q.shutdown()
@@ -144,7 +145,7 @@ async def test_priority_order_holds_across_two_consumer_processes(
     # Across the two processes (ordered by handler start on Redis's clock) a higher priority never starts
     # before every lower one was taken; two consumers may start neighbours a hair apart, hence "by claim".
     assert sorted(priorities) == [p for p, _ in sorted(entries, key=lambda e: (e[0], e[1]["n"]))]
-    inversions = sum(1 for a, b in zip(priorities, priorities[1:], strict=False) if a > b)
+    inversions = sum(1 for a, b in itertools.pairwise(priorities) if a > b)
     assert inversions <= 2, priorities
 
 

@@ -146,6 +146,10 @@ class Fetcher:
         """Why consuming stopped by itself (Redis refused a step it needs, e.g. NOPERM), if it did."""
         return self._failure or self._lease.failure
 
+    def poke(self) -> None:
+        """Run a pass now (a notification the fetcher must act on came)."""
+        self._wake.set()
+
     def due_in(self, seconds: float, shard: int = 0) -> None:
         if self._ended is Status.DRAINED:
             self._ended = None  # a retry of ours is scheduled: the queue is not empty after all
@@ -208,6 +212,8 @@ class Fetcher:
             await bury(scripts, self._consumer_id, self._stats, raw, reason, counted=counted, failed=False)
             self._bad.popleft()
         await self._claimer.tidy(self._holds)
+        if self._shutdown is not None and self._shutdown.heard:
+            await self._look_at_shutdown(self._shutdown)  # even with nothing to claim: drop what is buffered
         if not self._lease.valid():
             # Claim nothing we could not prove we own: the heartbeat renews the lease first.
             await self._lease.changed(self._claimer.block_timeout)

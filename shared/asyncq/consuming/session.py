@@ -143,6 +143,7 @@ class ConsumerSession:
         def wake(what: str) -> None:
             if what == "shutdown":
                 self.shutdown.stale()
+                self.fetcher.poke()
             self._claimer.wake(shard)
 
         return wake

@@ -41,6 +41,7 @@ class ShutdownWatch:
         self._every = every
         self._mode: str | None = None
         self._looked = -every
+        self.heard = False  # a 'shutdown' notification came and was not looked into yet
 
     @property
     def known(self) -> str | None:
@@ -54,8 +55,10 @@ class ShutdownWatch:
     def stale(self) -> None:
         """A 'shutdown' notification came: look again at the next chance."""
         self._looked = -self._every
+        self.heard = True
 
     async def status(self) -> Status:
+        self.heard = False
         if self._mode != "immediate" and time.monotonic() - self._looked >= self._every:
             self._looked = time.monotonic()
             home = self._parts[0]

@@ -94,6 +94,7 @@ class RedisQueue(Generic[T]):
         self._consuming: ConsumerSession | None = None
         self._closed = False
         self._nowait: set[asyncio.Task[bool]] = set()  # put_nowait()'s puts, referenced until done
+        self._nowait_order = asyncio.Lock()
 
     @property
     def in_progress(self) -> int:
@@ -163,7 +164,7 @@ class RedisQueue(Generic[T]):
         put_item = self._put_item(item, delay, key, None)
         if self._puts.known_full:
             raise asyncio.QueueFull
-        task = asyncio.create_task(self._send(put_item), name="asyncq-put-nowait")
+        task = asyncio.create_task(self._send(put_item, ordered=True), name="asyncq-put-nowait")
         self._nowait.add(task)
         task.add_done_callback(self._put_done)
 
@@ -185,9 +186,13 @@ class RedisQueue(Generic[T]):
             ttl_ms=math.ceil(ttl * 1000),
         )
 
-    async def _send(self, put_item: PutItem) -> bool:
+    async def _send(self, put_item: PutItem, *, ordered: bool = False) -> bool:
         if not self.shards.checked:
-            await self._check_layout()
+            if ordered:  # put_nowait(): its puts reach the batcher in call order (an asyncio.Lock is FIFO)
+                async with self._nowait_order:
+                    await self._check_layout()
+            else:
+                await self._check_layout()
         try:
             await self._puts.submit(put_item)
         except ShutDownRefusal as exc:

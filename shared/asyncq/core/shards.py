@@ -127,11 +127,10 @@ class Shards:
             return
         if record and (recorded is None or kind is None):
             try:
-                pipe = client.pipeline(transaction=True)
-                pipe.hsetnx(key, "shards", self.count)
+                # Each field is written once, by whoever comes first; the fields are read back below.
+                await client.hsetnx(key, "shards", self.count)
                 # A queue recorded before kinds existed (shards, no kind) is a FIFO queue.
-                pipe.hsetnx(key, "kind", self.kind if recorded is None else "fifo")
-                await pipe.execute()
+                await client.hsetnx(key, "kind", self.kind if recorded is None else "fifo")
             except ResponseError as exc:
                 # A full Redis (maxmemory) refuses even this write; no record means one FIFO shard, so such a
                 # queue goes on (consuming is what frees memory).

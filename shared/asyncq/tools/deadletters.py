@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from asyncq.core.envelope import BadEnvelope, DeadLetter, reset_attempts
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
-from asyncq.core.shards import shard_clients
+from asyncq.core.shards import recorded_kind, shard_clients
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,11 @@ async def requeue(client: aioredis.Redis, name: str, ids: Iterable[str] | None) 
     wanted = None if ids is None else set(ids)
     requeued: list[str] = []
     bad: list[str] = []
+    kind = await recorded_kind(client, name)
     async with shard_clients(client, name) as parts:
-        notify = len(parts) > 1  # a sharded queue's idle consumers wait for 'ready'
-        scripts = [Scripts(shard_client, keys, notify=notify) for keys, shard_client in parts]
+        # A sharded or priority queue's idle consumers wait for 'ready'.
+        notify = len(parts) > 1 or kind == "priority"
+        scripts = [Scripts(shard_client, keys, notify=notify, kind=kind) for keys, shard_client in parts]
         for shard, letter in await _read_all(client, name):
             if not isinstance(letter, DeadLetter) or (wanted is not None and letter.id not in wanted):
                 continue
