@@ -68,3 +68,30 @@ def test_two_consumers_on_two_machines_process_each_item_once(net: netns.Network
     assert state["unfinished"] in ("", "0"), state
     assert sum(state["processing"].values()) == 0, state
     print(f"items per consumer: {[len(items) for items in per_consumer]}; redis: {state}")
+
+
+def test_producer_wait_shutdown_ends_the_consumers_of_other_machines(net: netns.Network, tmp_path: Path) -> None:
+    """What the seed's c.cancel() does in one process: the producer on one machine joins, then shuts the queue
+    down, and the consumers on two other machines finish their items and exit 0 by themselves."""
+    host_a, host_b, host_c, host_d = net.hosts
+    redis = netns.start_redis(host_a, tmp_path)
+    consumers = [
+        start_cli(
+            host, "consumer", ["-v", "--concurrency", "4", "--work", "0.005-0.02"], redis, tmp_path, name=f"c-{host.ip}"
+        )
+        for host in (host_c, host_d)
+    ]
+    wait_until(lambda: len(heartbeats(redis)) == 2, 20, "both consumers' heartbeats")
+    producer = start_cli(
+        host_b, "producer", ["--count", str(COUNT), "--rate", "300", "--wait", "--shutdown"], redis, tmp_path
+    )
+    assert producer.proc.wait(timeout=60) == 0, producer.describe()
+    for consumer in consumers:
+        try:
+            code = consumer.proc.wait(timeout=30)  # no signal: the shutdown ends them
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"consumer did not exit after the shutdown\n{consumer.describe()}")
+        assert code == 0, consumer.describe()
+    every = [item for consumer in consumers for item in consumer.items()]
+    assert len(every) == len(set(every)) == COUNT
+    assert stats_json(host_b, redis).count('"shutdown": "drain"') == 1

@@ -13,6 +13,7 @@ import typer
 from redis.exceptions import RedisError
 
 from asyncq.cli import logs
+from asyncq.core.closing import QueueShutDown
 from asyncq.core.connection import RedisUnavailable
 from asyncq.core.envelope import ItemTooLarge
 from asyncq.core.failures import describe
@@ -54,6 +55,8 @@ def run(main: Coroutine[Any, Any, T], *, url: str = "") -> T:
         return asyncio.run(main)
     except RedisUnavailable as exc:
         raise fail(str(exc)) from None
+    except QueueShutDown:
+        raise fail("the queue is shut down: `asyncq reset NAME` opens it again") from None
     except (ItemTooLarge, NoRedisServer, QueueLayoutError, QueueKindError) as exc:
         raise fail(str(exc)) from None
     except (RedisError, OSError) as exc:
