@@ -17,6 +17,10 @@ The two "tracing on" rows run the same processes with OpenTelemetry set up from 
 (``OTEL_TRACES_EXPORTER=none``: every publish and process span is made, sampled and ended, but not exported,
 so the figure is asyncq's instrumentation, not a collector's network); the section after the table gives
 them as ratios of the same cases without tracing, in the same run.
+
+The "vocab" rows (``--only vocab``) put with an idempotency key per item (``producer --keys``) and through a
+priority queue (``--kind priority --priority 0-9``); the section after the table gives them as ratios of the
+plain FIFO rows of the same run.
 """
 
 from __future__ import annotations
@@ -224,10 +228,16 @@ def raw(mode: str) -> Callable[[Bench], Sample]:
 
 
 def end_to_end(
-    consumers: int, *, uvloop: bool = False, rate: int = 0, options: tuple[str, ...] = (), tracing: bool = False
+    consumers: int,
+    *,
+    uvloop: bool = False,
+    rate: int = 0,
+    options: tuple[str, ...] = (),
+    tracing: bool = False,
+    producer_options: tuple[str, ...] = (),
 ) -> Callable[[Bench], Sample]:
-    """One producer process, ``consumers`` consumer processes (with ``options``); with ``rate`` an offered
-    load (items/s), else as fast as they go."""
+    """One producer process (with ``producer_options``), ``consumers`` consumer processes (with ``options``);
+    with ``rate`` an offered load (items/s), else as fast as they go."""
 
     def case(bench: Bench) -> Sample:
         count = bench.sizes.latency if rate else bench.sizes.e2e
@@ -238,7 +248,7 @@ def end_to_end(
         ]
         bench.registered(consumers)
         bench.begin()
-        args = ["-n", str(count), "--size", SIZE]
+        args = ["-n", str(count), "--size", SIZE, *producer_options]
         if rate:
             args += ["--rate", str(rate)]
         producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
@@ -254,11 +264,13 @@ def end_to_end(
     return case
 
 
-def producer_alone(*, uvloop: bool = False, tracing: bool = False) -> Callable[[Bench], Sample]:
+def producer_alone(
+    *, uvloop: bool = False, tracing: bool = False, options: tuple[str, ...] = ()
+) -> Callable[[Bench], Sample]:
     def case(bench: Bench) -> Sample:
         count = bench.sizes.producer
         bench.begin()
-        args = ("-n", str(count), "--size", SIZE, "--no-wait")
+        args = ("-n", str(count), "--size", SIZE, "--no-wait", *options)
         producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
         sample = Sample()
         _usage(sample, "p", producer.wait(300))
@@ -298,6 +310,14 @@ IDLE = Target(
 )
 
 CEILING = "asyncio.Queue in-process (ceiling)"
+VOCAB_FIFO_PUT = "vocab: producer alone, FIFO put"
+VOCAB_KEYED_PUT = "vocab: producer alone, keyed put"
+VOCAB_PRIORITY_PUT = "vocab: producer alone, priority put"
+VOCAB_FIFO_E2E = "vocab: e2e 1+1, FIFO"
+VOCAB_KEYED_E2E = "vocab: e2e 1+1, keyed puts"
+VOCAB_PRIORITY_E2E = "vocab: e2e 1+1, priority queue"
+KEYED = ("--keys",)
+PRIORITY = ("--kind", "priority", "--priority", "0-9")
 NAIVE = "redis-py naive reliable (BLMOVE+LREM)"
 BATCHED = "redis-py unreliable batched (RPOP 100)"
 
@@ -324,7 +344,32 @@ CASES = [
     Case(E2E_TRACED, end_to_end(1, tracing=True)),
     Case(PRODUCER_TRACED, producer_alone(tracing=True)),
     Case(LATENCY_TRACED, end_to_end(1, rate=1000, tracing=True)),
+    # The queue vocabulary (issue 15): what a keyed put and a priority queue cost against plain FIFO puts,
+    # measured in the same run (vocabulary_section): --only vocab runs these alone.
+    Case(VOCAB_FIFO_PUT, producer_alone()),
+    Case(VOCAB_KEYED_PUT, producer_alone(options=KEYED)),
+    Case(VOCAB_PRIORITY_PUT, producer_alone(options=PRIORITY)),
+    Case(VOCAB_FIFO_E2E, end_to_end(1)),
+    Case(VOCAB_KEYED_E2E, end_to_end(1, producer_options=KEYED)),
+    Case(VOCAB_PRIORITY_E2E, end_to_end(1, options=("--kind", "priority"), producer_options=PRIORITY)),
 ]
+
+
+def vocabulary_section(results: dict[str, Sample]) -> str:
+    """Keyed puts and a priority queue as ratios of plain FIFO puts of the same run (items/s)."""
+    pairs = [
+        ("keyed put / plain put (producer alone)", VOCAB_KEYED_PUT, VOCAB_FIFO_PUT),
+        ("priority put / FIFO put (producer alone)", VOCAB_PRIORITY_PUT, VOCAB_FIFO_PUT),
+        ("keyed / plain (e2e 1+1)", VOCAB_KEYED_E2E, VOCAB_FIFO_E2E),
+        ("priority / FIFO (e2e 1+1)", VOCAB_PRIORITY_E2E, VOCAB_FIFO_E2E),
+    ]
+    lines = []
+    for label, case, base in pairs:
+        if case in results and base in results:
+            value, ref = results[case].rate, results[base].rate
+            trips = results[case].trips
+            lines.append(f"  {label}: {_ratio(value, ref)} x the rate; {_fmt(trips, '.3f')} trips/item")
+    return "Queue vocabulary, same run:\n" + "\n".join(lines) if lines else ""
 
 
 def tracing_section(results: dict[str, Sample]) -> str:
@@ -497,9 +542,9 @@ def main() -> int:
                 print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
             results[case.name] = median(samples)
         print(table(results))
-        section = tracing_section(results)
-        if section:
-            print(section)
+        for section in (tracing_section(results), vocabulary_section(results)):
+            if section:
+                print(section)
     if not (args.no_ha or args.only):
         import ha  # the cluster and Sentinel cases: servers of their own
 

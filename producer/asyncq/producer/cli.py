@@ -175,6 +175,15 @@ def main(
             "consumers of every machine finish and exit 0. asyncq reset NAME opens it again.",
         ),
     ] = False,
+    keys: Annotated[
+        bool,
+        typer.Option(
+            "--keys",
+            envvar="ASYNCQ_KEYS",
+            metavar="",
+            help="Put each item with an idempotency key of its own (this run's id and the item's number).",
+        ),
+    ] = False,
     max_item_bytes: opt.MaxItemBytes = 1024 * 1024,
     verbose: opt.Verbose = False,
     log_format: opt.LogFormatOpt = LogFormat.text,
@@ -198,6 +207,7 @@ def main(
         delay=delay,
         priority=span,
         shutdown=shutdown,
+        keys=keys,
     )
 
     async def go() -> ProduceResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -19,6 +20,8 @@ from asyncq.core.queue import RedisQueue
 from asyncq.producer.ratelimit import RateLimiter
 
 items_log = logging.getLogger(ITEMS)
+RUN = os.urandom(4).hex()  # --keys: the keys of one producer run are its own
+_numbers = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class ProduceConfig:
     delay: float = 0.0  # seconds each item waits in Redis before consumers can take it
     priority: tuple[int, int] | None = None  # a priority queue's items: priorities drawn from this range
     shutdown: bool = False  # shut the queue down once done (after the join, with wait)
+    keys: bool = False  # each item gets an idempotency key (its producer's run id and number)
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,12 @@ async def put(queue: RedisQueue[Any], config: ProduceConfig, items: list[dict[st
     if config.priority is not None:
         low, high = config.priority
         entries = [(random.randint(low, high), item) for item in items]
-    if not config.delay:
+    if not config.delay and not config.keys:
         await queue.put_many(entries)
         return
-    await asyncio.gather(*(queue.put(entry, delay=config.delay) for entry in entries))
+    delay = config.delay or None
+    keys: list[str | None] = [f"{RUN}-{item['producer']}-{next(_numbers)}" if config.keys else None for item in items]
+    await asyncio.gather(*(queue.put(e, delay=delay, key=k) for e, k in zip(entries, keys, strict=True)))
 
 
 async def observe(queue: RedisQueue[Any], count: int) -> Waiting:

@@ -94,7 +94,7 @@ class RedisQueue(Generic[T]):
         self._consuming: ConsumerSession | None = None
         self._closed = False
         self._nowait: set[asyncio.Task[bool]] = set()  # put_nowait()'s puts, referenced until done
-        self._nowait_order = asyncio.Lock()
+        self._layout_lock = asyncio.Lock()
 
     @property
     def in_progress(self) -> int:
@@ -164,7 +164,7 @@ class RedisQueue(Generic[T]):
         put_item = self._put_item(item, delay, key, None)
         if self._puts.known_full:
             raise asyncio.QueueFull
-        task = asyncio.create_task(self._send(put_item, ordered=True), name="asyncq-put-nowait")
+        task = asyncio.create_task(self._send(put_item), name="asyncq-put-nowait")
         self._nowait.add(task)
         task.add_done_callback(self._put_done)
 
@@ -186,13 +186,9 @@ class RedisQueue(Generic[T]):
             ttl_ms=math.ceil(ttl * 1000),
         )
 
-    async def _send(self, put_item: PutItem, *, ordered: bool = False) -> bool:
+    async def _send(self, put_item: PutItem) -> bool:
         if not self.shards.checked:
-            if ordered:  # put_nowait(): its puts reach the batcher in call order (an asyncio.Lock is FIFO)
-                async with self._nowait_order:
-                    await self._check_layout()
-            else:
-                await self._check_layout()
+            await self._check_layout()  # under a FIFO lock: put_nowait()'s puts reach the batcher in call order
         try:
             await self._puts.submit(put_item)
         except ShutDownRefusal as exc:
@@ -339,8 +335,12 @@ class RedisQueue(Generic[T]):
         await self.shards.close()
 
     async def _check_layout(self) -> None:
-        """The shard count in Redis is this one's (recorded on first use), through outages."""
-        await retrying("layout check", self.shards.check_layout, log)
+        """The shard count and kind in Redis are this one's (recorded on first use), through outages. One
+        check at a time: the first wave of concurrent puts waits for it rather than each making its own."""
+        if self.shards.checked:
+            return
+        async with self._layout_lock:
+            await retrying("layout check", self.shards.check_layout, log)
 
     def _check_not_closed(self) -> None:
         if self._closed:
