@@ -54,7 +54,10 @@ async def test_a_keyed_put_is_refused_while_its_item_is_unfinished(
         assert await q.put({"n": 6}, key="order-42") is True
         assert await q.put({"n": 7}, key="other") is True
         assert await q.qsize() == 2
-        assert (await snapshot.take(redis, queue_name)).totals["enqueued"] == 4
+        # put_many with keys: a key twice in one batch is put once, an unfinished one not at all.
+        assert await q.put_many([{"n": 8}, {"n": 9}, {"n": 10}], keys=["x", "x", "order-42"]) == 1
+        assert await q.qsize() == 3
+        assert (await snapshot.take(redis, queue_name)).totals["enqueued"] == 5
 
 
 async def test_dedup_ttl_remembers_a_key_after_its_item_is_done(

@@ -125,17 +125,13 @@ async def produce(
 
 
 async def put(queue: RedisQueue[Any], config: ProduceConfig, items: list[dict[str, object]]) -> None:
-    """Put one batch: plainly, or each item (priority, item) / with its delay."""
+    """Put one batch: as (priority, item) pairs on a priority queue; with --keys and --delay."""
     entries: list[Any] = items
     if config.priority is not None:
         low, high = config.priority
         entries = [(random.randint(low, high), item) for item in items]
-    if not config.delay and not config.keys:
-        await queue.put_many(entries)
-        return
-    delay = config.delay or None
-    keys: list[str | None] = [f"{RUN}-{item['producer']}-{next(_numbers)}" if config.keys else None for item in items]
-    await asyncio.gather(*(queue.put(e, delay=delay, key=k) for e, k in zip(entries, keys, strict=True)))
+    keys = [f"{RUN}-{item['producer']}-{next(_numbers)}" for item in items] if config.keys else None
+    await queue.put_many(entries, keys=keys, delay=config.delay or None)
 
 
 async def observe(queue: RedisQueue[Any], count: int) -> Waiting:

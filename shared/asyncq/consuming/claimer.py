@@ -80,7 +80,10 @@ class Claimer:
         that was empty, that round trip is most of the item's latency, and the next pass claims the rest.
         """
         if self._events is not None:
-            await self._events.ensure_listening()  # subscribed before the FETCH: no 'due' is missed
+            # Subscribed before the first FETCH, so no 'due' is missed; once only: a subscription refused
+            # (an ACL without the channel) must not slow every claim. The listener resubscribes by itself.
+            await self._events.ensure_listening()
+            self._events = None
         self._stale = False
         fetched = await self._scripts.fetch(self._consumer_id, want)
         if fetched.raws:

@@ -145,16 +145,22 @@ class RedisQueue(Generic[T]):
         never enqueues twice; cancelling a put whose batch is already in flight may still enqueue it."""
         return await self._send(self._put_item(item, delay, key, dedup_ttl))
 
-    async def put_many(self, items: Iterable[T]) -> int:
-        """Put several items, in order, in as few round trips as possible. Returns how many."""
-        put_items = [self._put_item(item, None, None, None) for item in items]
+    async def put_many(
+        self, items: Iterable[T], *, keys: Iterable[str | None] | None = None, delay: float | None = None
+    ) -> int:
+        """Put several items, in order, in as few round trips as possible (each with its key from ``keys``,
+        if given, and ``delay``). Returns how many were put (a duplicate key is not)."""
+        if keys is None:
+            put_items = [self._put_item(item, delay, None, None) for item in items]
+        else:
+            put_items = [self._put_item(i, delay, k, None) for i, k in zip(items, keys, strict=True)]
         self._check_open_for_puts()
         await self._check_layout()
         try:
             await asyncio.gather(*(self._puts.submit(put_item) for put_item in put_items))
         except ShutDownRefusal as exc:
             raise QueueShutDown("the queue was shut down") from exc
-        return len(put_items)
+        return sum(put_item.accepted for put_item in put_items)
 
     def put_nowait(self, item: T, *, delay: float | None = None, key: str | None = None) -> None:
         """Put without waiting: raises ``asyncio.QueueFull`` if this process knows the queue is full (its last
