@@ -94,11 +94,12 @@ async def test_a_key_put_twice_from_two_processes_at_once_is_delivered_once(
         assert await q.unfinished() == count
         consumer = helper("consume", [queue_name, "fifo", str(out), "20"], redis_url, tmp_path, "consumer")
         await q.join()
-        # Done: the keys are free again (no dedup_ttl), so the same key is put once more.
-        assert await q.put({"again": True}, key="k0") is True
+        # Done: the keys are free again (no dedup_ttl), so the same key is put once more (scheduled, so that
+        # the consumer cannot finish it before the next put looks).
+        assert await q.put({"again": True}, key="k0", delay=60) is True
         assert await q.put({"again": True}, key="k0") is False
+        assert await q.shutdown(immediate=True) == 1
         await q.join()
-        await q.shutdown()
     assert consumer.wait(30) == 0, consumer.describe()
     seen = [line["payload"]["key"] for line in lines(out) if "payload" in line and "key" in line["payload"]]
     assert sorted(seen) == sorted(f"k{i}" for i in range(count)), "each key delivered exactly once"
