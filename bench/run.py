@@ -430,7 +430,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 5; 1 with --quick)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
-    parser.add_argument("--no-ha", action="store_true", help="skip the cluster and Sentinel cases (bench/ha.py)")
+    parser.add_argument(
+        "--no-ha",
+        action="store_true",
+        help="skip the cluster, Sentinel and shards cases (bench/ha.py, bench/shards.py)",
+    )
     args = parser.parse_args()
     if args.list:
         print("\n".join(case.name for case in CASES))
@@ -438,6 +442,24 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or (1 if args.quick else 5)
     cases = [c for c in CASES if args.only.lower() in c.name.lower()]
+    # --only shards (or shard): just the sharded-queue table of bench/shards.py, on a cluster of its own.
+    shards = not args.no_ha and (not args.only or args.only.lower().startswith("shard"))
+    if cases:
+        single_server(cases, sizes, repeat)
+    if not (args.no_ha or args.only):
+        import ha  # the cluster and Sentinel cases: servers of their own
+
+        print(ha.report(repeat, 2000 if args.quick else 20000, 200 if args.quick else 2000))
+    if shards:
+        import shards as sharded  # one queue over 1 and 6 shards of a 3-master cluster
+
+        print(sharded.report(1 if args.quick else min(repeat, 3), 2000 if args.quick else 20000))
+    print(f"After the run: {_load(before=False)}")
+    return 0
+
+
+def single_server(cases: list[Case], sizes: Sizes, repeat: int) -> None:
+    """The cases on a private redis-server: the main table."""
     with tempfile.TemporaryDirectory(prefix="asyncq-bench-") as tmp, EmbeddedRedis() as server:
         bench = Bench(server, sizes, Path(tmp))
         print(describe(server, repeat, sizes), flush=True)
@@ -453,12 +475,6 @@ def main() -> int:
                 print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
             results[case.name] = median(samples)
         print(table(results))
-    if not (args.no_ha or args.only):
-        import ha  # the cluster and Sentinel cases: servers of their own
-
-        print(ha.report(repeat, 2000 if args.quick else 20000, 200 if args.quick else 2000))
-    print(f"After the run: {_load(before=False)}")
-    return 0
 
 
 if __name__ == "__main__":
