@@ -16,6 +16,7 @@ from asyncq.core.envelope import DeadLetter, ItemTooLarge, Message
 from asyncq.core.errors import QueueClosed, Reject
 from asyncq.core.queue import RedisQueue
 from asyncq.core.retries import RetryPolicy
+from asyncq.core.shards import QueueLayoutError
 from asyncq.core.urls import redact
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ItemTooLarge",
     "Message",
     "QueueClosed",
+    "QueueLayoutError",
     "RedisQueue",
     "RedisUnavailable",
     "Reject",

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -20,6 +22,22 @@ from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
 
 log = logging.getLogger(__name__)
+
+
+class Claiming(Protocol):
+    """What the fetcher needs of a claimer: ``Claimer`` (one shard) or ``ShardedClaimer``."""
+
+    block_timeout: float
+
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[tuple[int, bytes]]: ...
+    async def processing(self) -> set[tuple[int, bytes]]: ...
+    async def release(self, keep: Callable[[int], list[bytes]]) -> int: ...
+    async def tidy(self, held: Callable[[int], bool]) -> None: ...
+    async def unblock(self) -> None: ...
+    async def report_wrong_type(self) -> None: ...
+    def connection_lost(self) -> None: ...
+    def claimed(self) -> None: ...
+    def due_in(self, seconds: float, shard: int = 0) -> None: ...
 
 
 class Claimer:
@@ -39,7 +57,9 @@ class Claimer:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._wrong_type_reported = False
 
-    async def claim(self, want: int, stopping: asyncio.Event) -> list[bytes]:
+    shards = 1
+
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[tuple[int, bytes]]:
         """Up to ``want`` items: a non-blocking batch, else the one item of a bounded blocking pop.
 
         The popped item is handed out at once rather than after a second round trip for more: on a queue
@@ -47,7 +67,7 @@ class Claimer:
         """
         fetched = await self._scripts.fetch(self._consumer_id, want)
         if fetched.raws:
-            return fetched.raws
+            return [(0, raw) for raw in fetched.raws]
         wait = self.block_timeout if fetched.next_due is None else fetched.next_due
         if self._blocked_id is None:
             self._blocked_id = int(await self._blocking.client_id())
@@ -71,15 +91,22 @@ class Claimer:
             )
         finally:
             self._blocked_until = None
-        return [raw] if isinstance(raw, bytes) else []
+        return [(0, raw)] if isinstance(raw, bytes) else []
 
     def connection_lost(self) -> None:
         """After a failure the blocking connection may be a new one, with a new CLIENT ID."""
         self._blocked_id = None
 
-    async def processing(self) -> set[bytes]:
+    async def processing(self) -> set[tuple[int, bytes]]:
         """What our processing list holds now."""
-        return {r for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
+        return {(0, r) for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
+
+    async def release(self, keep: Callable[[int], list[bytes]]) -> int:
+        """Give back everything in our processing list but ``keep(0)``; returns how many went back."""
+        return await self._scripts.release(self._consumer_id, keep(0))
+
+    async def tidy(self, held: Callable[[int], bool]) -> None:
+        """Nothing to tidy with one shard (see the sharded claimer)."""
 
     async def unblock(self) -> None:
         """End a blocking pop in progress at once (it returns as if timed out) instead of cancelling it."""
@@ -88,7 +115,7 @@ class Claimer:
                 async with asyncio.timeout(2.0):
                     await self._client.client_unblock(self._blocked_id)
 
-    def due_in(self, seconds: float) -> None:
+    def due_in(self, seconds: float, shard: int = 0) -> None:
         """A retry of ours falls due in ``seconds``: end a blocking pop that would outlast it."""
         due = time.monotonic() + seconds
         self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
@@ -119,5 +146,5 @@ class Claimer:
         """A claim succeeded: a wrong type reported before is reported again if it comes back."""
         self._wrong_type_reported = False
 
-    async def close(self) -> None:
+    async def close(self, *, remove: bool = True) -> None:
         await self._blocking.aclose(close_connection_pool=True)  # the pool is ours, made for this client

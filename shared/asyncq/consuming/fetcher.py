@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError, ResponseError
 
 from asyncq.consuming.burial import bury
-from asyncq.consuming.claimer import Claimer
+from asyncq.consuming.claimer import Claiming
 from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.lease import Lease
 from asyncq.consuming.stats import ConsumerStats
@@ -37,8 +38,8 @@ class Fetcher:
     def __init__(
         self,
         *,
-        claimer: Claimer,
-        scripts: Scripts,
+        claimer: Claiming,
+        scripts: Sequence[Scripts],
         consumer_id: str,
         holdings: Holdings,
         lease: Lease,
@@ -58,7 +59,7 @@ class Fetcher:
         self._batch_size = batch_size
         self.buffer: deque[Message] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
-        self._bad: deque[tuple[bytes, str, bool]] = deque()  # (value, reason, counted) to dead-letter
+        self._bad: deque[tuple[int, bytes, str, bool]] = deque()  # (shard, value, reason, counted) to bury
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._closed = False
@@ -130,8 +131,8 @@ class Fetcher:
         """Why consuming stopped by itself (Redis refused a step it needs, e.g. NOPERM), if it did."""
         return self._failure or self._lease.failure
 
-    def due_in(self, seconds: float) -> None:
-        self._claimer.due_in(seconds)
+    def due_in(self, seconds: float, shard: int = 0) -> None:
+        self._claimer.due_in(seconds, shard)
 
     async def stop(self) -> list[Message]:
         """Stop claiming (bounded by the block timeout) and refuse further gets; returns the buffered items."""
@@ -185,9 +186,11 @@ class Fetcher:
         if self._reconcile_needed or self._lease.revoked:
             await self._reconcile()
         while self._bad:
-            raw, reason, counted = self._bad[0]
-            await bury(self._scripts, self._consumer_id, self._stats, raw, reason, counted=counted, failed=False)
+            shard, raw, reason, counted = self._bad[0]
+            scripts = self._scripts[shard]
+            await bury(scripts, self._consumer_id, self._stats, raw, reason, counted=counted, failed=False)
             self._bad.popleft()
+        await self._claimer.tidy(self._holds)
         if not self._lease.valid():
             # Claim nothing we could not prove we own: the heartbeat renews the lease first.
             await self._lease.changed(self._claimer.block_timeout)
@@ -197,9 +200,9 @@ class Fetcher:
             if self._want() <= 0 and not self._stop.is_set():
                 await self._wake.wait()
             return
-        raws = await self._claimer.claim(self._want(), self._stop)
+        claimed = await self._claimer.claim(self._want(), self._stop)
         self._claimer.claimed()
-        self._deliver(raws)
+        self._deliver(claimed)
 
     async def _reconcile(self) -> None:
         """Make our processing list and what this process holds agree (the fetcher alone claims, so this
@@ -208,25 +211,32 @@ class Fetcher:
         generation = self._lease.generation
         listed = await self._claimer.processing()
         before = len(self.buffer)
-        self.buffer = deque(m for m in self.buffer if m.raw in listed)
+        self.buffer = deque(m for m in self.buffer if (m.shard, m.raw) in listed)
         if dropped := before - len(self.buffer):
             log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
-        keep = [*(m.raw for m in self.buffer), *self._holdings.raws()]
-        if given := await self._scripts.release(self._consumer_id, keep):
+
+        def keep(shard: int) -> list[bytes]:
+            return [*(m.raw for m in self.buffer if m.shard == shard), *self._holdings.raws(shard)]
+
+        if given := await self._claimer.release(keep):
             log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
         self._reconcile_needed = False
         self._lease.restore(generation)
 
-    def _deliver(self, raws: list[bytes]) -> None:
-        for raw in raws:
+    def _holds(self, shard: int) -> bool:
+        """Whether anything of shard ``shard`` is buffered, in progress or waiting for its acknowledgement."""
+        return any(m.shard == shard for m in self.buffer) or self._holdings.held(shard)
+
+    def _deliver(self, claimed: list[tuple[int, bytes]]) -> None:
+        for shard, raw in claimed:
             try:
-                message = decode(raw)
+                message = decode(raw, shard)
             except BadEnvelope as exc:
-                self._bad.append((raw, str(exc), False))
+                self._bad.append((shard, raw, str(exc), False))
                 continue
             if self._retry.exhausted(message.attempts):
                 reason = f"delivered {message.attempts} times without success (max_deliveries)"
-                self._bad.append((raw, reason, True))
+                self._bad.append((shard, raw, reason, True))
                 continue
             self.buffer.append(message)
             self._wake_next()

@@ -11,7 +11,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from asyncq.consuming.stats import ConsumerStats
@@ -24,32 +24,62 @@ log = logging.getLogger(__name__)
 _TOO_MANY = "task_done() called more times than there were items got"
 
 
+class Acks:
+    """The acknowledgements not yet sent, batched per shard (each shard's ACK script runs in its slot)."""
+
+    def __init__(self, scripts: Sequence[Scripts], consumer_id: str) -> None:
+        self._batchers = [Batcher("ack", self._sender(s, consumer_id), retry_all=True, max_batch=1000) for s in scripts]
+
+    @staticmethod
+    def _sender(scripts: Scripts, consumer_id: str) -> Any:
+        async def send(raws: list[bytes], seq: int) -> int:
+            await scripts.ack(consumer_id, raws)
+            return len(raws)
+
+        return send
+
+    def submit(self, message: Message) -> None:
+        self._batchers[message.shard].submit(message.raw, wait=False)
+
+    def pending(self, shard: int) -> list[bytes]:
+        return list(self._batchers[shard].pending())
+
+    async def flush(self) -> None:
+        for batcher in self._batchers:
+            await batcher.flush()
+
+    def __len__(self) -> int:
+        return sum(len(batcher) for batcher in self._batchers)
+
+
 class Holdings:
     """What ``get()`` handed out, by id and by the task that got it; acknowledgements sent in batches."""
 
-    def __init__(self, scripts: Scripts, consumer_id: str, stats: ConsumerStats) -> None:
-        self._scripts = scripts
-        self._consumer_id = consumer_id
+    def __init__(self, scripts: Sequence[Scripts], consumer_id: str, stats: ConsumerStats) -> None:
         self._stats = stats
         self.in_progress: dict[str, Message] = {}
         self._by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], deque[Message]] = weakref.WeakKeyDictionary()
-        self.acks: Batcher[bytes] = Batcher("ack", self._send_acks, retry_all=True, max_batch=1000)
+        self.acks = Acks(scripts, consumer_id)
 
     def __len__(self) -> int:
         return len(self.in_progress)
 
-    def raws(self) -> Iterator[bytes]:
-        """Every envelope this process still owns in its processing list: in progress, or acknowledged and
-        not yet sent."""
-        yield from (m.raw for m in self.in_progress.values())
-        yield from self.acks.pending()
+    def raws(self, shard: int = 0) -> Iterator[bytes]:
+        """Every envelope this process still owns in shard ``shard``'s processing list: in progress, or
+        acknowledged and not yet sent."""
+        yield from (m.raw for m in self.in_progress.values() if m.shard == shard)
+        yield from self.acks.pending(shard)
+
+    def held(self, shard: int) -> bool:
+        """Whether this process owns anything in shard ``shard``'s processing list."""
+        return any(True for _ in self.raws(shard))
 
     def take(self, message: Message) -> bool:
         """Record ``message`` as handed out to the calling task; False (and acknowledged) for a second copy
         of an item already in progress here: it is done when that one is."""
         if message.id in self.in_progress:
             log.warning("dropped a second copy of item %s, already in progress here", message.id)
-            self.acks.submit(message.raw, wait=False)
+            self.acks.submit(message)
             return False
         self.in_progress[message.id] = message
         task = asyncio.current_task()
@@ -82,13 +112,9 @@ class Holdings:
             raise ValueError(_TOO_MANY)
         del self.in_progress[message.id]
         self._stats.processed += 1
-        self.acks.submit(message.raw, wait=False)
+        self.acks.submit(message)
 
     def release(self, message: Message) -> None:
         """Forget ``message`` (it is being retried or dead-lettered instead)."""
         if self.in_progress.get(message.id) is message:
             del self.in_progress[message.id]
-
-    async def _send_acks(self, raws: list[bytes], seq: int) -> int:
-        await self._scripts.ack(self._consumer_id, raws)
-        return len(raws)

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -40,6 +40,8 @@ class Liveness:
         consumer_id: str,
         interval: float,
         info: Callable[[], dict[str, Any]],
+        shards: Sequence[Scripts] = (),
+        present: Callable[[], list[int]] = list,
     ) -> None:
         self._client = client
         self._scripts = scripts
@@ -49,6 +51,9 @@ class Liveness:
         self.ttl_ms = int(interval * 3000)
         self.lease = Lease(self.ttl_ms / 1000, margin=interval / 2)
         self._info = info
+        # A sharded queue: the scripts of every shard, and which ones (besides the home shard, 0) to beat.
+        self._shards = shards
+        self._present = present
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_ok: float | None = None  # monotonic send time of the last heartbeat Redis accepted
@@ -104,6 +109,10 @@ class Liveness:
         sent_at = time.monotonic()
         try:
             alive = await self._scripts.heartbeat(self._id, value, self.ttl_ms, first=first)
+            for shard in self._present():
+                if shard and not await self._shards[shard].heartbeat(self._id, "{}", self.ttl_ms, first=False):
+                    # Expired while we held items there, unless we left that shard meanwhile.
+                    alive = alive and shard not in self._present()
         except (RedisError, OSError):
             self._failed_since_ok = True
             raise

@@ -16,20 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from asyncq.consuming.burial import bury
 from asyncq.consuming.claimer import Claimer
 from asyncq.consuming.fetcher import Fetcher
 from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.liveness import Liveness
+from asyncq.consuming.sharded_claimer import Presence, ShardedClaimer
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.consuming.sweep import Sweeper
 from asyncq.core.backoff import retrying
 from asyncq.core.envelope import Message
-from asyncq.core.keys import Keys
 from asyncq.core.retries import RetryPolicy
-from asyncq.core.scripts import Scripts
+from asyncq.core.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -48,38 +46,46 @@ class ConsumeSettings:
 class ConsumerSession:
     """Everything one consuming process keeps about its items; ``RedisQueue`` delegates to it."""
 
-    def __init__(
-        self,
-        *,
-        client: aioredis.Redis,
-        scripts: Scripts,
-        keys: Keys,
-        consumer_id: str,
-        stats: ConsumerStats,
-        settings: ConsumeSettings,
-    ) -> None:
-        self._scripts = scripts
+    def __init__(self, *, shards: Shards, consumer_id: str, stats: ConsumerStats, settings: ConsumeSettings) -> None:
+        parts = shards.parts
+        home = shards.home
+        self._scripts = [part.scripts for part in parts]
         self.consumer_id = consumer_id
         self.stats = stats
-        heartbeat_interval = settings.heartbeat_interval
-        self.holdings = Holdings(scripts, consumer_id, stats)
+        interval = settings.heartbeat_interval
+        self.holdings = Holdings(self._scripts, consumer_id, stats)
+        presence = Presence(int(interval * 3000))
         self.liveness = Liveness(
-            client=client,
-            scripts=scripts,
-            keys=keys,
+            client=home.client,
+            scripts=home.scripts,
+            keys=home.keys,
             consumer_id=consumer_id,
-            interval=heartbeat_interval,
+            interval=interval,
             info=self._heartbeat_info,
+            shards=self._scripts,
+            present=lambda: list(presence.active),
         )
-        self.sweeper = Sweeper(
-            client=client, scripts=scripts, keys=keys, consumer_id=consumer_id, interval=heartbeat_interval
-        )
-        self._claimer = Claimer(
-            client=client, scripts=scripts, keys=keys, consumer_id=consumer_id, block_timeout=settings.block_timeout
-        )
+        self.sweeper = Sweeper(parts=parts, consumer_id=consumer_id, interval=interval)
+        self._claimer: Claimer | ShardedClaimer
+        if shards.sharded:
+            self._claimer = ShardedClaimer(
+                parts=parts,
+                consumer_id=consumer_id,
+                block_timeout=settings.block_timeout,
+                presence=presence,
+                interval=interval,
+            )
+        else:
+            self._claimer = Claimer(
+                client=home.client,
+                scripts=home.scripts,
+                keys=home.keys,
+                consumer_id=consumer_id,
+                block_timeout=settings.block_timeout,
+            )
         self.fetcher = Fetcher(
             claimer=self._claimer,
-            scripts=scripts,
+            scripts=self._scripts,
             consumer_id=consumer_id,
             holdings=self.holdings,
             lease=self.liveness.lease,
@@ -104,14 +110,15 @@ class ConsumerSession:
         self.holdings.release(message)
         self.stats.failed += 1
         self.stats.retried += 1
-        done = await retrying("retry", lambda: self._scripts.retry(self.consumer_id, message.raw, delay), log)
-        self.fetcher.due_in(delay)
+        scripts = self._scripts[message.shard]
+        done = await retrying("retry", lambda: scripts.retry(self.consumer_id, message.raw, delay), log)
+        self.fetcher.due_in(delay, message.shard)
         return bool(done)
 
     async def dead_letter(self, message: Message, reason: str, *, failed: bool) -> bool:
         self.holdings.release(message)
         return await bury(
-            self._scripts,
+            self._scripts[message.shard],
             self.consumer_id,
             self.stats,
             message.raw,
@@ -120,6 +127,9 @@ class ConsumerSession:
             failed=failed,
             item_id=message.id,
         )
+
+    def _kept(self, shard: int) -> list[bytes]:
+        return list(self.holdings.raws(shard))
 
     def _heartbeat_info(self) -> dict[str, Any]:
         return {
@@ -140,9 +150,7 @@ class ConsumerSession:
         await self.fetcher.stop()
         if self.fetcher.failure is not None:
             return 0  # Redis refused a step for good: giving back fails too; recovery returns the items
-        given = await retrying(
-            "release", lambda: self._scripts.release(self.consumer_id, list(self.holdings.raws())), log, attempts=5
-        )
+        given = await retrying("release", lambda: self._claimer.release(self._kept), log, attempts=5)
         return int(given or 0)
 
     async def close(self) -> None:
@@ -158,6 +166,6 @@ class ConsumerSession:
         self.holdings.in_progress.clear()
         refused = self.fetcher.failure is not None
         if not refused:
-            await retrying("release", lambda: self._scripts.release(self.consumer_id, []), log, attempts=3)
+            await retrying("release", lambda: self._claimer.release(lambda shard: []), log, attempts=3)
         await self.liveness.close(remove=not refused)
-        await self._claimer.close()
+        await self._claimer.close(remove=not refused)

@@ -7,6 +7,11 @@ round trip and SCANs a bounded slice of the key space for unregistered processin
 last sweep stopped, so a Redis with millions of other keys costs a few milliseconds per sweep. A live
 consumer's items are never taken, however long its jobs run: only an expired heartbeat counts, never elapsed
 time (RECOVER checks it atomically).
+
+On a sharded queue the home shard (0) holds the lock and the registry, and its heartbeats tell who is dead;
+a dead consumer's lists are recovered on every shard (each shard's RECOVER checks that shard's heartbeat of
+it), the home shard last, since emptying its list there unregisters it. Each sweep's SCAN slice looks at one
+shard in turn, so the idle cost does not grow with the shard count.
 """
 
 from __future__ import annotations
@@ -16,13 +21,11 @@ import contextlib
 import logging
 import os
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.backoff import Outage
 from asyncq.core.failures import is_transient
-from asyncq.core.keys import Keys
-from asyncq.core.scripts import Scripts
+from asyncq.core.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +40,18 @@ def _text(value: bytes | str) -> str:
 class Sweeper:
     """Sweeps every ``interval`` seconds on behalf of consumer ``consumer_id`` (never recovering itself)."""
 
-    def __init__(
-        self, *, client: aioredis.Redis, scripts: Scripts, keys: Keys, consumer_id: str, interval: float
-    ) -> None:
-        self._client = client
-        self._scripts = scripts
-        self._keys = keys
+    def __init__(self, *, parts: list[Shard], consumer_id: str, interval: float) -> None:
+        self._parts = parts
+        home = parts[0]
+        self._client = home.client
+        self._scripts = home.scripts
+        self._keys = home.keys
         self._id = consumer_id
         self.interval = interval
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._scan_cursor = 0
+        self._scan_shard = 0
         self.recovered = 0
 
     def start(self) -> None:
@@ -107,25 +111,31 @@ class Sweeper:
     async def _scan_slice(self) -> set[str]:
         """Owners of processing lists found by the next few SCAN calls (the cursor carries over)."""
         found: set[str] = set()
+        part = self._parts[self._scan_shard]
         for _ in range(SCAN_CALLS):
-            cursor, keys = await self._client.scan(
-                cursor=self._scan_cursor, match=self._keys.processing_pattern, count=1000
+            cursor, keys = await part.client.scan(
+                cursor=self._scan_cursor, match=part.keys.processing_pattern, count=1000
             )
             self._scan_cursor = int(cursor)
-            found.update(self._keys.consumer_of(key) for key in keys)
+            found.update(part.keys.consumer_of(key) for key in keys)
             if self._scan_cursor == 0:
+                self._scan_shard = (self._scan_shard + 1) % len(self._parts)
                 break
         return found
 
     async def _recover(self, consumer: str) -> int:
         total = 0
-        while True:
-            moved = await self._scripts.recover(consumer, RECOVER_BATCH)
-            if moved <= 0:
-                break
-            total += moved
-            if moved < RECOVER_BATCH:
-                break
+        for part in [*self._parts[1:], self._parts[0]]:
+            while True:
+                moved = await part.scripts.recover(consumer, RECOVER_BATCH)
+                if moved < 0:
+                    # Its heartbeat on this shard has not expired yet: keep it registered, try next sweep.
+                    if part is not self._parts[0]:
+                        return total
+                    break
+                total += moved
+                if moved < RECOVER_BATCH:
+                    break
         if total:
             log.warning("recovered %d item(s) of consumer %s (heartbeat expired)", total, consumer)
         return total

@@ -48,7 +48,8 @@ class BadEnvelope(ValueError):
 class Message:
     """One delivery of an item: its payload and what the queue knows about it.
 
-    ``raw`` is the exact text stored in Redis; acknowledgements refer to it.
+    ``raw`` is the exact text stored in Redis; acknowledgements refer to it. ``shard`` is the shard of the
+    queue it came from (0 for an unsharded queue): its acknowledgement, retry or dead letter goes there.
     """
 
     id: str
@@ -56,6 +57,7 @@ class Message:
     enqueued_at: float
     attempts: int
     raw: bytes
+    shard: int = 0
 
     @property
     def delivery(self) -> int:
@@ -86,8 +88,8 @@ def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: i
     return raw
 
 
-def decode(raw: bytes) -> Message:
-    """Decode an envelope read from Redis; ``BadEnvelope`` says why a value is not one.
+def decode(raw: bytes, shard: int = 0) -> Message:
+    """Decode an envelope read from Redis (from shard ``shard``); ``BadEnvelope`` says why a value is not one.
 
     There is no size limit here: ``max_item_bytes`` bounds what a producer puts, and an item a producer with
     a higher limit put is still an item to deliver.
@@ -112,7 +114,7 @@ def decode(raw: bytes) -> Message:
         # The Lua scripts raise attempts by editing this text: an envelope they could not edit (a space after
         # the colon, another field first) would never reach max_deliveries.
         raise BadEnvelope('envelope must begin with {"attempts":N, (no spaces), as asyncq writes it')
-    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw)
+    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard)
 
 
 def reset_attempts(raw: bytes) -> bytes:

@@ -1,4 +1,5 @@
-"""The queue's notification channel: ``done`` (nothing unfinished) and ``space`` (room under maxsize).
+"""The queue's notification channel: ``done`` (nothing unfinished), ``space`` (room under maxsize) and, on a
+sharded queue, ``ready`` (items arrived in an empty shard).
 
 One subscription per RedisQueue, opened on first need. Waiters always re-check the state in Redis after
 subscribing and at a bounded interval, so a notification lost in an outage costs a second, never a hang.
@@ -28,6 +29,8 @@ class Events:
         self._channel = channel
         self.done = asyncio.Event()
         self.space = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.on_ready: Callable[[], None] | None = None  # called with each ``ready`` (the sharded claimer's wake)
         self._subscribed = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +81,7 @@ class Events:
             try:
                 await pubsub.ssubscribe(self._channel)
                 self._subscribed.set()
+                self._ready()  # what arrived while we were not listening: look once
                 outage.recovered()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(timeout=0.25)  # bounds how long close() waits
@@ -88,6 +92,7 @@ class Events:
                 # Wake every waiter: they re-check the state themselves once Redis is back.
                 self.done.set()
                 self.space.set()
+                self._ready()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(outage.failed(exc)):
                         await self._stop.wait()
@@ -100,3 +105,10 @@ class Events:
             self.done.set()
         elif data == b"space":
             self.space.set()
+        elif data == b"ready":
+            self._ready()
+
+    def _ready(self) -> None:
+        self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready()

@@ -25,8 +25,14 @@ key                                 type    contents
 ``asyncq:{NAME}:producer:<id>``     string  ``seq:pushed`` of producer ``<id>``'s last batch, so a batch
                                             resent after a lost reply is not pushed twice (TTL 1 h)
 ``asyncq:{NAME}:events``            pubsub  sharded channel (SPUBLISH): ``done`` when unfinished reaches 0, ``space``
-                                            when a consumer took items while a producer waited
+                                            when a consumer took items while a producer waited, ``ready``
+                                            when items arrive in an empty queue of a sharded queue
+``asyncq:{NAME}:meta``              hash    ``shards``: the queue's shard count, recorded on first use
 ==================================  ======  ==========================================================
+
+A queue of N > 1 shards is N such key sets, shard ``i``'s under the hash tag ``{NAME#i}`` (``#`` cannot occur in
+a name), so the shards hash to different slots and spread over a cluster's masters; only ``meta`` stays under
+``{NAME}``. A queue of one shard is the layout above, unchanged.
 """
 
 from __future__ import annotations
@@ -52,16 +58,34 @@ def check_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """The keys and channel of the queue ``name``."""
+    """The keys and channel of the queue ``name``, or of its shard ``shard`` when it has several."""
 
     name: str
+    shard: int | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
+        if self.shard is not None and self.shard < 0:
+            raise ValueError("a shard index is >= 0")
+
+    @property
+    def tag(self) -> str:
+        """The hash tag's content: ``NAME``, or ``NAME#i`` for shard ``i``."""
+        return self.name if self.shard is None else f"{self.name}#{self.shard}"
 
     @property
     def prefix(self) -> str:
-        return f"asyncq:{{{self.name}}}:"
+        return f"asyncq:{{{self.tag}}}:"
+
+    @property
+    def index(self) -> int:
+        """This key set's place among the queue's shards (0 for an unsharded queue)."""
+        return self.shard or 0
+
+    @property
+    def meta(self) -> str:
+        """The queue's own record (shard count), under ``{NAME}`` whatever the shard."""
+        return f"asyncq:{{{self.name}}}:meta"
 
     @property
     def queue(self) -> str:
@@ -121,3 +145,10 @@ class Keys:
         """The consumer id in a processing or heartbeat key."""
         text = key.decode() if isinstance(key, bytes) else key
         return text.split(":", 3)[3]
+
+
+def shard_keys(name: str, shards: int) -> list[Keys]:
+    """The key sets of queue ``name`` of ``shards`` shards: today's one for 1, ``{NAME#i}`` ones beyond."""
+    if shards < 1:
+        raise ValueError(f"a queue has at least 1 shard, not {shards}")
+    return [Keys(name)] if shards == 1 else [Keys(name, i) for i in range(shards)]

@@ -4,7 +4,6 @@ Key layout: ``asyncq.core.keys``; the server-side steps: ``asyncq.core.scripts``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -13,18 +12,18 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from asyncq.consuming.session import ConsumerSession, ConsumeSettings
 from asyncq.consuming.stats import ConsumerStats
-from asyncq.core.connection import TLSOptions, adopt, connect
+from asyncq.core.backoff import retrying
+from asyncq.core.connection import TLSOptions
 from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode
 from asyncq.core.errors import QueueClosed
-from asyncq.core.events import Events
-from asyncq.core.keys import Keys
-from asyncq.core.producing import Puts, Replication
+from asyncq.core.keys import check_name
+from asyncq.core.producing import Replication
 from asyncq.core.retries import RetryPolicy
-from asyncq.core.scripts import Scripts
+from asyncq.core.shards import Shards
+from asyncq.core.spread import Spread
 from asyncq.core.urls import resolve_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,8 @@ class RedisQueue:
     ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
     and how long a failed one waits. With ``min_replicas`` N > 0, ``put()`` returns only once N replicas
     hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
-    never reported done): a failover then loses no item whose put returned.
+    never reported done): a failover then loses no item whose put returned. ``shards`` N > 1 spreads the
+    queue over N hash slots (``asyncq.core.shards``): FIFO then holds within a shard, not across them.
     """
 
     def __init__(
@@ -57,33 +57,25 @@ class RedisQueue:
         heartbeat_interval: float = 2.0,
         block_timeout: float = 2.0,
         tls: TLSOptions | None = None,
+        shards: int = 1,
     ) -> None:
-        if maxsize < 0 or prefetch < 0 or batch_size < 1:
-            raise ValueError("maxsize and prefetch must be >= 0; batch_size >= 1")
-        self.keys = Keys(name)
+        if maxsize < 0 or prefetch < 0 or batch_size < 1 or shards < 1:
+            raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
+        check_name(name)
         self.name = name
         self.url = resolve_url(url)
         self.maxsize = maxsize
         self.max_item_bytes = max_item_bytes
         self.retry_policy = retry or RetryPolicy()
         self.heartbeat_interval = heartbeat_interval
-        key = self.keys.queue
-        self._client = adopt(redis, key) if redis is not None else connect(self.url, key=key, tls=tls)
-        self._owns_client = self._client is not redis  # ours, unless it is the caller's own client
-        self._scripts = Scripts(self._client, self.keys)
+        self.shards = Shards(name, shards, url=self.url, redis=redis, tls=tls)
+        self.keys = self.shards.home.keys
+        self._client = self.shards.home.client
         self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()
-        self._events = Events(self._client, self.keys.events)
-        self._puts = Puts(
-            client=self._client,
-            scripts=self._scripts,
-            keys=self.keys,
-            producer_id=self.consumer_id,
-            maxsize=maxsize,
-            events=self._events,
-            replication=Replication(min_replicas, replica_timeout),
-        )
+        replication = Replication(min_replicas, replica_timeout)
+        self._puts = Spread(self.shards, producer_id=self.consumer_id, maxsize=maxsize, replication=replication)
         self._consuming: ConsumerSession | None = None
         self._closed = False
 
@@ -129,12 +121,15 @@ class RedisQueue:
         is already in flight may still enqueue it."""
         self._check_not_closed()
         raw = encode(item, max_bytes=self.max_item_bytes)
+        if not self.shards.checked:
+            await self._check_layout()
         await self._puts.submit(raw)
 
     async def put_many(self, items: Iterable[Any]) -> int:
         """Put several items, in order, in as few round trips as possible. Returns how many."""
         self._check_not_closed()
         raws = [encode(item, max_bytes=self.max_item_bytes) for item in items]
+        await self._check_layout()
         await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
         return len(raws)
 
@@ -145,6 +140,8 @@ class RedisQueue:
     async def get_message(self) -> Message:
         """Like ``get()``, but the whole ``Message``: id, payload, enqueue time, attempts."""
         self._check_not_closed()
+        if self._consuming is None:
+            await self._check_layout()
         return await self._consumer().get()
 
     def task_done(self) -> None:
@@ -183,9 +180,7 @@ class RedisQueue:
     def _consumer(self) -> ConsumerSession:
         if self._consuming is None:
             self._consuming = ConsumerSession(
-                client=self._client,
-                scripts=self._scripts,
-                keys=self.keys,
+                shards=self.shards,
                 consumer_id=self.consumer_id,
                 stats=self.stats,
                 settings=self._settings,
@@ -198,15 +193,16 @@ class RedisQueue:
         """Wait until every item put under this name, by any process, has been marked done."""
         if self._consuming is not None:
             await self._consuming.holdings.acks.flush()
-        await self._events.until_done(self.unfinished)
+        await self._check_layout()
+        await self._puts.join()
 
     async def unfinished(self) -> int:
         """How many items were put and are not yet done (what ``join()`` waits for)."""
-        return int(await self._client.get(self.keys.unfinished) or 0)
+        return await self._puts.unfinished()
 
     async def qsize(self) -> int:
         """Items waiting in the queue (not counting those claimed by consumers or waiting for a retry)."""
-        return int(await self._client.llen(self.keys.queue))
+        return await self._puts.qsize()
 
     async def empty(self) -> bool:
         return await self.qsize() == 0
@@ -237,10 +233,11 @@ class RedisQueue:
         await self._puts.close(timeout)
         if self._consuming is not None:
             await self._consuming.close()
-        await self._events.close()
-        if self._owns_client:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.aclose()
+        await self.shards.close()
+
+    async def _check_layout(self) -> None:
+        """The shard count in Redis is this one's (recorded on first use), through outages."""
+        await retrying("layout check", self.shards.check_layout, log)
 
     def _check_not_closed(self) -> None:
         if self._closed:

@@ -65,11 +65,14 @@ class Fetched:
 
 
 class Scripts:
-    """The scripts of one queue on one client; each call is EVALSHA, loading the script after a restart."""
+    """The scripts of one queue (or one shard of it) on one client; each call is EVALSHA, loading the script
+    after a restart. With ``notify`` (a sharded queue), the scripts that add to the queue publish ``ready``
+    when it was empty: that is what its idle consumers wait on."""
 
-    def __init__(self, client: Redis, keys: Keys) -> None:
+    def __init__(self, client: Redis, keys: Keys, *, notify: bool = False) -> None:
         self.client = client
         self.keys = keys
+        self._ready = (keys.events,) if notify else ()
         self._scripts = {
             name: client.register_script(source(name))
             for name in (
@@ -92,7 +95,7 @@ class Scripts:
     async def put(self, producer: str, seq: int, raws: Sequence[bytes], maxsize: int) -> int:
         """Push what fits under ``maxsize``; returns how many. A resent ``seq`` is recognised, not pushed."""
         k = self.keys
-        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer))
+        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer), *self._ready)
         return int(await self._call("put", keys, (maxsize, seq, *raws)))
 
     async def put_replicated(
@@ -102,7 +105,7 @@ class Scripts:
         within ``timeout`` seconds). A script Redis no longer has is loaded and the pair sent again (PUT
         recognises its seq, so nothing is pushed twice)."""
         k = self.keys
-        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer))
+        keys = (k.queue, k.unfinished, k.full, k.totals, k.producer(producer), *self._ready)
         script = self._scripts["put"]
         for _ in range(2):
             pipe = self.client.pipeline(transaction=False)
@@ -146,17 +149,19 @@ class Scripts:
     async def recover(self, consumer: str, limit: int) -> int:
         """Give back up to ``limit`` items of a dead ``consumer``; -1 if its heartbeat is alive."""
         k = self.keys
-        keys = (k.heartbeat(consumer), k.processing(consumer), k.queue, k.consumers, k.totals)
+        keys = (k.heartbeat(consumer), k.processing(consumer), k.queue, k.consumers, k.totals, *self._ready)
         return int(await self._call("recover", keys, (consumer, limit)))
 
     async def release(self, consumer: str, keep: Sequence[bytes]) -> int:
         """Give back every envelope of ``consumer``'s processing list but ``keep``; returns how many."""
-        return int(await self._call("release", (self.keys.processing(consumer), self.keys.queue), keep))
+        keys = (self.keys.processing(consumer), self.keys.queue, *self._ready)
+        return int(await self._call("release", keys, keep))
 
     async def requeue(self, record: bytes, envelope: bytes) -> bool:
         """Put a dead letter's ``envelope`` back at the end of the line; False if ``record`` is gone."""
         k = self.keys
-        return bool(await self._call("requeue", (k.dead, k.queue, k.unfinished, k.totals), (record, envelope)))
+        keys = (k.dead, k.queue, k.unfinished, k.totals, *self._ready)
+        return bool(await self._call("requeue", keys, (record, envelope)))
 
     async def heartbeat(self, consumer: str, info: str, ttl_ms: int, *, first: bool) -> bool:
         """Set ``consumer``'s heartbeat; False if it had expired since the last one."""

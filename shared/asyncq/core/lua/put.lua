@@ -1,7 +1,9 @@
 -- PUT: push as many envelopes as fit under maxsize (oldest first in line) and count them unfinished; set
 -- `full` when some did not fit. A batch whose seq the producer key already holds was applied before and its
 -- reply lost: nothing is pushed again. The producer key keeps "seq:pushed" for an hour after the last put.
--- KEYS: queue, unfinished, full, totals, producer
+-- With a sixth key (the channel of a sharded queue, whose consumers wait on it rather than on a blocking pop),
+-- publish 'ready' when the queue was empty.
+-- KEYS: queue, unfinished, full, totals, producer[, channel]
 -- ARGV: maxsize (0: none), batch seq, envelope...
 -- Reply: how many were pushed
 -- uses: push
@@ -13,11 +15,12 @@ end
 local total = #ARGV - 2
 local room = total
 local maxsize = tonumber(ARGV[1])
-if maxsize > 0 then
-  room = math.min(total, maxsize - redis.call('LLEN', KEYS[1]))
-end
+local waiting = -1
+if maxsize > 0 or KEYS[6] then waiting = redis.call('LLEN', KEYS[1]) end
+if maxsize > 0 then room = math.min(total, maxsize - waiting) end
 if room > 0 then
   push('LPUSH', KEYS[1], ARGV, 3, room + 2)
+  if waiting == 0 and KEYS[6] then redis.call('SPUBLISH', KEYS[6], 'ready') end
   redis.call('INCRBY', KEYS[2], room)
   redis.call('HINCRBY', KEYS[4], F.enqueued, room)
 else
