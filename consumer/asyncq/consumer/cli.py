@@ -31,7 +31,7 @@ def _work(value: str) -> str:
 
 
 @app.command()
-@connection_options()
+@connection_options(shards=True)
 def main(
     concurrency: Annotated[
         int,

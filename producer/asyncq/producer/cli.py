@@ -47,7 +47,7 @@ class WaitLines:
 
 
 @app.command()
-@connection_options()
+@connection_options(shards=True)
 def main(
     count: Annotated[
         int, typer.Option("--count", "-n", envvar="ASYNCQ_COUNT", min=0, metavar="N", help="Items to put.")

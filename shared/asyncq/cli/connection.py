@@ -45,6 +45,7 @@ class Connection:
     queue: str
     url: str
     tls: TLSOptions
+    shards: int = 1
 
     @property
     def shown(self) -> str:
@@ -64,27 +65,45 @@ class Connection:
     @contextlib.asynccontextmanager
     async def opened(self, **options: Any) -> AsyncIterator[RedisQueue]:
         """The queue, once its Redis answered (else ``RedisUnavailable``); closed on exit."""
-        queue = RedisQueue(self.queue, url=self.url, tls=self.tls, **options)
+        queue = RedisQueue(self.queue, url=self.url, tls=self.tls, shards=self.shards, **options)
         try:
             await check_reachable(queue.redis, self.url)
+            await queue.shards.check_layout()  # a wrong --shards fails here, in one line (QueueLayoutError)
             yield queue
         finally:
             await queue.close()
 
 
-def connection_options(default_queue: str = DEFAULT_QUEUE) -> Callable[[F], F]:
-    """Give a Typer command the connection options; it receives them as ``conn: Connection``."""
+Shards = Annotated[
+    int,
+    typer.Option(
+        "--shards",
+        envvar="ASYNCQ_SHARDS",
+        min=1,
+        metavar="N",
+        help="Spread the queue over N shards (hash slots: on a cluster, over its masters). Every process of "
+        "a queue uses the same N; it is recorded in Redis on first use.",
+    ),
+]
+
+
+def connection_options(default_queue: str = DEFAULT_QUEUE, *, shards: bool = False) -> Callable[[F], F]:
+    """Give a Typer command the connection options; it receives them as ``conn: Connection``. With
+    ``shards``, ``--shards`` too (the producer and consumer; the operator's commands read the count from
+    Redis)."""
 
     def decorate(command: F) -> F:
         hints = get_type_hints(command, include_extras=True)
         own = [p for p in inspect.signature(command).parameters.values() if p.name != "conn"]
-        added = {
+        added: dict[str, tuple[Any, Any]] = {
             "queue": (QueueName, default_queue),
             "redis_url": (RedisUrl, DEFAULT_URL),
             "tls_ca": (TlsCa, None),
             "tls_cert": (TlsCert, None),
             "tls_key": (TlsKey, None),
         }
+        if shards:
+            added["shards"] = (Shards, 1)
         params = [p.replace(annotation=hints[p.name]) for p in own] + [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, (annotation, default) in added.items()
@@ -96,6 +115,7 @@ def connection_options(default_queue: str = DEFAULT_QUEUE) -> Callable[[F], F]:
                 kwargs.pop("queue"),
                 kwargs.pop("redis_url"),
                 TLSOptions(kwargs.pop("tls_ca"), kwargs.pop("tls_cert"), kwargs.pop("tls_key")),
+                kwargs.pop("shards", 1),
             )
             return command(*args, conn=conn, **kwargs)
 

@@ -16,6 +16,7 @@ from asyncq.cli import logs
 from asyncq.core.connection import RedisUnavailable
 from asyncq.core.envelope import ItemTooLarge
 from asyncq.core.failures import describe
+from asyncq.core.shards import QueueLayoutError
 from asyncq.core.urls import redact
 from asyncq.tools.embedded import NoRedisServer
 
@@ -43,7 +44,7 @@ def run(main: Coroutine[Any, Any, T], *, url: str = "") -> T:
         return asyncio.run(main)
     except RedisUnavailable as exc:
         raise fail(str(exc)) from None
-    except (ItemTooLarge, NoRedisServer) as exc:
+    except (ItemTooLarge, NoRedisServer, QueueLayoutError) as exc:
         raise fail(str(exc)) from None
     except (RedisError, OSError) as exc:
         where = f" at {redact(url)}" if url else ""

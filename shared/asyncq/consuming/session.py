@@ -54,7 +54,7 @@ class ConsumerSession:
         self.stats = stats
         interval = settings.heartbeat_interval
         self.holdings = Holdings(self._scripts, consumer_id, stats)
-        presence = Presence(int(interval * 3000))
+        presence = self._presence = Presence(int(interval * 3000))
         self.liveness = Liveness(
             client=home.client,
             scripts=home.scripts,
@@ -107,6 +107,7 @@ class ConsumerSession:
                 return message
 
     async def retry(self, message: Message, delay: float) -> bool:
+        self._presence.used(message.shard)  # its shard is not left while the step is on its way
         self.holdings.release(message)
         self.stats.failed += 1
         self.stats.retried += 1
@@ -116,6 +117,7 @@ class ConsumerSession:
         return bool(done)
 
     async def dead_letter(self, message: Message, reason: str, *, failed: bool) -> bool:
+        self._presence.used(message.shard)
         self.holdings.release(message)
         return await bury(
             self._scripts[message.shard],

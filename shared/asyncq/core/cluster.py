@@ -41,7 +41,7 @@ class SlotResolver:
     def __init__(self, nodes: list[tuple[str, int]], slot: int, connect_kwargs: dict[str, Any]) -> None:
         self.nodes = list(dict.fromkeys(nodes))  # startup nodes first, then every node seen
         self.slot = slot
-        self._connect_kwargs = connect_kwargs
+        self.connect_kwargs = connect_kwargs
         self._master: tuple[str, int] | None = None
         self._lock = asyncio.Lock()
 
@@ -63,7 +63,7 @@ class SlotResolver:
     async def _discover(self) -> tuple[str, int]:
         failures: list[str] = []
         for host, port in list(self.nodes):
-            client = aioredis.Redis(host=host, port=port, single_connection_client=True, **self._connect_kwargs)
+            client = aioredis.Redis(host=host, port=port, single_connection_client=True, **self.connect_kwargs)
             try:
                 ranges = await client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
             except (RedisError, OSError) as exc:
@@ -144,6 +144,13 @@ class SlotConnectionPool(ConnectionPool):
         super().__init__(**kwargs)
         self.resolver = resolver
         self.connection_kwargs["connection_pool"] = weakref.proxy(self)
+
+    def for_slot_of(self, key: str) -> SlotConnectionPool:
+        """A pool like this one for the slot of ``key`` (another shard of a queue)."""
+        kwargs = {k: v for k, v in self.connection_kwargs.items() if k != "connection_pool"}
+        kwargs["ssl"] = issubclass(self.connection_class, SSLConnection)
+        resolver = SlotResolver(self.resolver.nodes, slot_of(key), self.resolver.connect_kwargs)
+        return SlotConnectionPool(resolver, **kwargs)
 
     def narrowed(self, **overrides: Any) -> SlotConnectionPool:
         """A pool like this one for the same slot, with some connection options changed."""

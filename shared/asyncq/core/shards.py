@@ -9,14 +9,17 @@ disagree on it fail at once rather than leave items where the others never look.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from asyncq.core.cluster import SlotConnectionPool
 from asyncq.core.connection import TLSOptions, adopt, connect
 from asyncq.core.events import Events
+from asyncq.core.failures import is_out_of_memory
 from asyncq.core.keys import Keys, shard_keys
 from asyncq.core.scripts import Scripts
 from asyncq.core.urls import parse_ha
@@ -100,10 +103,18 @@ class Shards:
         if self.checked:
             return
         client, key = self._meta, self.home.keys.meta
-        await client.hsetnx(key, "shards", self.count)
-        recorded = int(await client.hget(key, "shards") or self.count)
-        if recorded != self.count:
-            raise QueueLayoutError(self.name, recorded, self.count)
+        recorded = await client.hget(key, "shards")
+        if recorded is None:
+            try:
+                await client.hsetnx(key, "shards", self.count)
+            except ResponseError as exc:
+                # A full Redis (maxmemory) refuses even this write; no record means one shard, so a queue of
+                # one shard goes on (consuming is what frees memory).
+                if not (is_out_of_memory(exc) and self.count == 1):
+                    raise
+            recorded = await client.hget(key, "shards")
+        if int(recorded or 1) != self.count:
+            raise QueueLayoutError(self.name, int(recorded or 1), self.count)
         self.checked = True
 
     async def close(self) -> None:
@@ -117,6 +128,29 @@ class Shards:
 async def recorded_shards(client: aioredis.Redis, name: str) -> int:
     """The shard count Redis holds for queue ``name`` (1 for a queue never opened with shards)."""
     return int(await client.hget(Keys(name).meta, "shards") or 1)
+
+
+@contextlib.asynccontextmanager
+async def shard_clients(client: aioredis.Redis, name: str) -> AsyncIterator[list[tuple[Keys, aioredis.Redis]]]:
+    """Every key set of queue ``name`` (as many as Redis records) with a client that reaches it: ``client``
+    itself, but on a cluster (``client`` bound to the slot of ``{NAME}``) a client per shard's slot, closed on
+    exit. For the operator's tools, which open a queue by name only."""
+    count = await recorded_shards(client, name)
+    made: list[aioredis.Redis] = []
+    parts: list[tuple[Keys, aioredis.Redis]] = []
+    for keys in shard_keys(name, count):
+        pool = client.connection_pool
+        if count > 1 and isinstance(pool, SlotConnectionPool):
+            made.append(aioredis.Redis.from_pool(pool.for_slot_of(keys.queue)))
+            parts.append((keys, made[-1]))
+        else:
+            parts.append((keys, client))
+    try:
+        yield parts
+    finally:
+        for other in made:
+            with contextlib.suppress(RedisError, OSError):
+                await other.aclose()
 
 
 def _is_cluster(url: str) -> bool:

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from asyncq.core.envelope import BadEnvelope, decode
 from asyncq.core.histogram import Histogram
 from asyncq.core.keys import TOTALS, Keys
+from asyncq.core.shards import shard_clients
 
 __all__ = ["TOTALS", "ConsumerView", "Snapshot", "take"]
 
@@ -90,8 +91,50 @@ class Snapshot:
 
 
 async def take(client: aioredis.Redis, name: str) -> Snapshot:
-    """Read the state of queue ``name``."""
-    keys = Keys(name)
+    """Read the state of queue ``name``, over all its shards (the consumers from the home shard's heartbeats,
+    their claimed items from every shard)."""
+    async with shard_clients(client, name) as parts:
+        now = time.time()
+        figures = [await _shard_figures(keys, shard_client) for keys, shard_client in parts]
+        lengths: dict[str, int] = {}
+        for shard_lengths in (f.lengths for f in figures):
+            for cid, n in shard_lengths.items():
+                lengths[cid] = lengths.get(cid, 0) + n
+        home_keys, home_client = parts[0]
+        beats = [key async for key in home_client.scan_iter(match=home_keys.heartbeat_pattern, count=1000)]
+        values = await home_client.mget(beats) if beats else []
+    consumers = [
+        view for raw in values if isinstance(raw, bytes) and (view := _consumer(raw, lengths, now)) is not None
+    ]
+    live = {c.id for c in consumers}
+    ages = [age for f in figures if (age := _age(f.head, now)) is not None]
+    return Snapshot(
+        queue=name,
+        taken_at=now,
+        depth=sum(f.depth for f in figures),
+        oldest_age=max(ages) if ages else None,
+        claimed=sum(lengths.values()),
+        delayed=sum(f.delayed for f in figures),
+        dead=sum(f.dead for f in figures),
+        unfinished=sum(f.unfinished for f in figures),
+        totals={k: sum(int(f.totals.get(k.encode(), 0)) for f in figures) for k in TOTALS},
+        consumers=sorted(consumers, key=lambda c: (c.host, c.pid)),
+        orphaned=sum(n for cid, n in lengths.items() if cid not in live),
+    )
+
+
+@dataclass
+class _ShardFigures:
+    depth: int
+    head: bytes | None
+    delayed: int
+    dead: int
+    unfinished: int
+    totals: dict[bytes, bytes]
+    lengths: dict[str, int]  # consumer id -> items in its processing list here
+
+
+async def _shard_figures(keys: Keys, client: aioredis.Redis) -> _ShardFigures:
     pipe = client.pipeline(transaction=False)
     pipe.llen(keys.queue)
     pipe.lindex(keys.queue, -1)
@@ -100,36 +143,13 @@ async def take(client: aioredis.Redis, name: str) -> Snapshot:
     pipe.get(keys.unfinished)
     pipe.hgetall(keys.totals)
     depth, head, delayed, dead, unfinished, totals = await pipe.execute()
-    now = time.time()
-
     processing = [key async for key in client.scan_iter(match=keys.processing_pattern, count=1000)]
-    beats = [key async for key in client.scan_iter(match=keys.heartbeat_pattern, count=1000)]
     pipe = client.pipeline(transaction=False)
     for key in processing:
         pipe.llen(key)
-    for key in beats:
-        pipe.get(key)
-    replies = await pipe.execute()
-    lengths = {keys.consumer_of(k): int(n) for k, n in zip(processing, replies[: len(processing)], strict=True)}
-    consumers = [
-        view
-        for raw in replies[len(processing) :]
-        if raw is not None and (view := _consumer(raw, lengths, now)) is not None
-    ]
-    live = {c.id for c in consumers}
-    return Snapshot(
-        queue=name,
-        taken_at=now,
-        depth=int(depth),
-        oldest_age=_age(head, now),
-        claimed=sum(lengths.values()),
-        delayed=int(delayed),
-        dead=int(dead),
-        unfinished=int(unfinished or 0),
-        totals={k: int(totals.get(k.encode(), 0)) for k in TOTALS},
-        consumers=sorted(consumers, key=lambda c: (c.host, c.pid)),
-        orphaned=sum(n for cid, n in lengths.items() if cid not in live),
-    )
+    counts = await pipe.execute() if processing else []
+    lengths = {keys.consumer_of(k): int(n) for k, n in zip(processing, counts, strict=True)}
+    return _ShardFigures(int(depth), head, int(delayed), int(dead), int(unfinished or 0), totals, lengths)
 
 
 def _age(head: bytes | None, now: float) -> float | None:
