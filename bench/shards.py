@@ -8,6 +8,8 @@ processes; items/s is the producer's, from its first put to ``join()`` returning
 the Redis CPU per item (``INFO cpu`` used_cpu_sys + used_cpu_user, delta over the run, divided by the items: µs)
 and the commands per item (``INFO commandstats`` after ``CONFIG RESETSTAT``, the commands scripts run included).
 So the spread of the server load shows: with 1 shard one master does all the work, with 6 each does its part.
+Then the same at an offered load (``--offered`` items/s, ``--count`` / 10 items): a mostly empty queue, where
+each item costs a claim of its own, and on a sharded queue wakes every idle consumer (``ready``).
 
 The queues are named so that their 6 shards hash two to each master of a fresh 3-master cluster (the slot
 ranges ``redis-cli --cluster create`` gives are always the same); the table says which master holds which shard.
@@ -78,7 +80,8 @@ def _heartbeats(cluster: LocalCluster, queue: str, shards: int) -> int:
         return sum(1 for _ in c.scan_iter(match=home.heartbeat_pattern, count=1000))
 
 
-def end_to_end(cluster: LocalCluster, shards: int, count: int, consumers: int) -> Run:
+def end_to_end(cluster: LocalCluster, shards: int, count: int, consumers: int, rate: int = 0) -> Run:
+    """One run; ``rate`` > 0 offers that many items/s (a mostly empty queue) instead of as fast as it goes."""
     queue = NAMES.get(shards, f"shards{shards}")
     masters = cluster.masters
     for node in masters:
@@ -98,7 +101,7 @@ def end_to_end(cluster: LocalCluster, shards: int, count: int, consumers: int) -
                 c.config_resetstat()
         cpu = {node.port: _cpu(node) for node in masters}
         done = subprocess.run(
-            [str(BIN / "producer"), "-n", str(count), "--size", "30"],
+            [str(BIN / "producer"), "-n", str(count), "--size", "30", "--rate", str(rate)],
             env=env,
             capture_output=True,
             text=True,
@@ -126,17 +129,21 @@ def _placement(cluster: LocalCluster, shards: int) -> dict[int, list[int]]:
     return where
 
 
-def report(repeat: int, count: int, consumers: int = 2) -> str:
-    """Run both cases on one cluster; the table as text."""
+def report(repeat: int, count: int, consumers: int = 2, offered: int = 1000) -> str:
+    """Run every case on one cluster: 1 and 6 shards as fast as they go, then at ``offered`` items/s (``count``
+    / 10 items); the table as text."""
     rows: list[list[str]] = []
+    cases = [(1, 0), (6, 0), (1, offered), (6, offered)]
     with LocalCluster(masters=3, replicas=0) as cluster:
         ports = sorted(node.port for node in cluster.masters)
         letters = {port: "ABC"[n] for n, port in enumerate(ports)}
-        for shards in (1, 6):
-            runs = [end_to_end(cluster, shards, count, consumers) for _ in range(repeat)]
+        for shards, offer in cases:
+            items = count // 10 if offer else count
+            runs = [end_to_end(cluster, shards, items, consumers, offer) for _ in range(repeat)]
             rate = statistics.median(r.rate for r in runs)
             where = _placement(cluster, shards)
-            cells = [f"{shards} shard{'s' if shards > 1 else ''}", f"{rate:,.0f}"]
+            name = f"{shards} shard{'s' if shards > 1 else ''}" + (f", {offer:,}/s offered" if offer else "")
+            cells = [name, f"{rate:,.0f}"]
             for port in ports:
                 cpu = statistics.median(r.cpu_us[port] for r in runs)
                 cmds = statistics.median(r.cmds[port] for r in runs)
@@ -146,7 +153,7 @@ def report(repeat: int, count: int, consumers: int = 2) -> str:
             total_cmds = statistics.median(sum(r.cmds.values()) for r in runs)
             cells.append(f"{total_cpu:5.1f} µs {total_cmds:4.2f} cmds")
             rows.append(cells)
-            print(f"  shards {shards}: done", file=sys.stderr, flush=True)
+            print(f"  {name}: done", file=sys.stderr, flush=True)
     header = ["queue", "items/s", *(f"master {letters[p]} per item [shards]" for p in ports), "all masters per item"]
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -170,8 +177,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--count", type=int, default=20000, help="items per end-to-end run")
     parser.add_argument("--consumers", type=int, default=2, help="consumer processes")
+    parser.add_argument("--offered", type=int, default=1000, help="items/s of the offered-load rows")
     args = parser.parse_args()
-    print(report(args.repeat, args.count, args.consumers))
+    print(report(args.repeat, args.count, args.consumers, args.offered))
     print(f"load average: {os.getloadavg()[0]:.1f}")
     return 0
 
