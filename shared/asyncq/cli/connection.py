@@ -68,7 +68,7 @@ class Connection:
         queue = RedisQueue(self.queue, url=self.url, tls=self.tls, shards=self.shards, **options)
         try:
             await check_reachable(queue.redis, self.url)
-            await queue.shards.check_layout()  # a wrong --shards fails here, in one line (QueueLayoutError)
+            await queue.shards.check_layout(record=False)  # a wrong --shards fails here, in one line (QueueLayoutError)
             yield queue
         finally:
             await queue.close()

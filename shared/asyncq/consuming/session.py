@@ -63,7 +63,7 @@ class ConsumerSession:
             interval=interval,
             info=self._heartbeat_info,
             shards=self._scripts,
-            present=lambda: list(presence.active),
+            present=lambda: list(presence.beating),
         )
         self.sweeper = Sweeper(parts=parts, consumer_id=consumer_id, interval=interval)
         self._claimer: Claimer | ShardedClaimer

@@ -7,9 +7,11 @@ publishes it), those whose retries fall due, and, as the safety net for a lost n
 turn per block timeout. Each pass starts at the next of those shards, so a busy shard never starves the
 others. An idle consumer thus costs one FETCH per block timeout, as an idle consumer of one shard does.
 
-The consumer heartbeats only the shards it holds items in (``Presence``): before its first claim from a
-shard it sets that shard's heartbeat and gives back whatever a lost reply left in its processing list there;
-once it has held nothing from a shard for an interval it gives the list back and lets that heartbeat go.
+The consumer heartbeats only the home shard and the shards it holds items in (``Presence``): once a FETCH
+from a shard gave it items it sets its heartbeat there (the sweep recovers a dead consumer's lists only once
+its home heartbeat expired; the shard's own heartbeat keeps a revived one's items from being taken); once it
+has held nothing from a shard for an interval it gives that list back (a lost reply may have left items in
+it) and drops that heartbeat. An empty FETCH leaves nothing to give back, so the idle poll costs one call.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class Presence:
-    """The shards whose heartbeat this consumer keeps (the home shard always), and when each was last used."""
+    """The shards whose processing list may hold this consumer's items (``active``, with when each was last
+    used) and those among them where it keeps a heartbeat (``beating``); the home shard is always in both."""
 
     def __init__(self, ttl_ms: int) -> None:
         self.ttl_ms = ttl_ms
         self.active: dict[int, float] = {0: time.monotonic()}
+        self.beating: set[int] = {0}
 
     def used(self, shard: int) -> None:
         self.active[shard] = time.monotonic()
@@ -84,8 +88,13 @@ class ShardedClaimer:
             if shard not in self._maybe:
                 continue
             self._wake.clear()
-            await self._activate(shard)
+            listed = shard in self.presence.active
+            self.presence.used(shard)  # before the call: a lost reply may leave items there
             fetched = await self._parts[shard].scripts.fetch(self._id, left)
+            if not fetched.raws and not listed:
+                del self.presence.active[shard]  # the reply came and nothing moved
+            elif shard not in self.presence.beating:
+                await self._beat_first(shard)
             if len(fetched.raws) < left:
                 self._maybe.discard(shard)  # empty now: its next 'ready' brings it back
             if fetched.next_due is not None:
@@ -120,14 +129,9 @@ class ShardedClaimer:
                 del self._due[shard]
                 self._maybe.add(shard)
 
-    async def _activate(self, shard: int) -> None:
-        if shard in self.presence.active:
-            return
-        part = self._parts[shard]
-        await part.scripts.heartbeat(self._id, "{}", self.presence.ttl_ms, first=True)
-        if given := await part.scripts.release(self._id, []):
-            log.warning("gave back %d item(s) a lost reply had left in shard %d", given, shard)
-        self.presence.used(shard)
+    async def _beat_first(self, shard: int) -> None:
+        await self._parts[shard].scripts.heartbeat(self._id, "{}", self.presence.ttl_ms, first=True)
+        self.presence.beating.add(shard)
 
     async def tidy(self, held: Callable[[int], bool]) -> None:
         """Once an interval: leave the shards this consumer has held nothing from for an interval."""
@@ -139,8 +143,12 @@ class ShardedClaimer:
             if shard == 0 or now - used < self._interval or held(shard):
                 continue
             part = self._parts[shard]
-            await part.scripts.release(self._id, [])
-            del self.presence.active[shard]  # before the delete: a heartbeat starting now skips it
+            if given := await part.scripts.release(self._id, []):
+                log.warning("gave back %d item(s) a lost reply had left in shard %d", given, shard)
+            del self.presence.active[shard]
+            if shard not in self.presence.beating:
+                continue
+            self.presence.beating.discard(shard)  # before the delete: a heartbeat starting now skips it
             pipe = part.client.pipeline(transaction=True)
             pipe.delete(part.keys.heartbeat(self._id))
             pipe.srem(part.keys.consumers, self._id)
@@ -189,7 +197,7 @@ class ShardedClaimer:
             part.events.on_ready = None
         if not remove:
             return
-        for shard in [s for s in self.presence.active if s]:
+        for shard in [s for s in self.presence.beating if s]:
             part = self._parts[shard]
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(2.0):

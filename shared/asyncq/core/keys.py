@@ -31,14 +31,18 @@ key                                 type    contents
 ==================================  ======  ==========================================================
 
 A queue of N > 1 shards is N such key sets, shard ``i``'s under the hash tag ``{NAME#i}`` (``#`` cannot occur in
-a name), so the shards hash to different slots and spread over a cluster's masters; only ``meta`` stays under
-``{NAME}``. A queue of one shard is the layout above, unchanged.
+a name), or ``{NAME#i.k}`` with the smallest ``k`` that puts it in the i-th N-th of the slot range: a cluster's
+masters own even runs of slots, so the shards spread evenly over them. Only ``meta`` stays under ``{NAME}``. A
+queue of one shard is the layout above, unchanged.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
@@ -62,16 +66,17 @@ class Keys:
 
     name: str
     shard: int | None = None
+    shards: int = 1
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        if self.shard is not None and self.shard < 0:
-            raise ValueError("a shard index is >= 0")
+        if self.shard is not None and not 0 <= self.shard < self.shards:
+            raise ValueError(f"shard {self.shard} of {self.shards}: a shard index is in 0..shards-1")
 
     @property
     def tag(self) -> str:
-        """The hash tag's content: ``NAME``, or ``NAME#i`` for shard ``i``."""
-        return self.name if self.shard is None else f"{self.name}#{self.shard}"
+        """The hash tag's content: ``NAME``, or ``NAME#i[.k]`` for shard ``i`` of ``shards``."""
+        return self.name if self.shard is None else _shard_tag(self.name, self.shard, self.shards)
 
     @property
     def prefix(self) -> str:
@@ -151,4 +156,15 @@ def shard_keys(name: str, shards: int) -> list[Keys]:
     """The key sets of queue ``name`` of ``shards`` shards: today's one for 1, ``{NAME#i}`` ones beyond."""
     if shards < 1:
         raise ValueError(f"a queue has at least 1 shard, not {shards}")
-    return [Keys(name)] if shards == 1 else [Keys(name, i) for i in range(shards)]
+    return [Keys(name)] if shards == 1 else [Keys(name, i, shards) for i in range(shards)]
+
+
+@cache
+def _shard_tag(name: str, shard: int, shards: int) -> str:
+    low, high = shard * REDIS_CLUSTER_HASH_SLOTS // shards, (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+    tag = f"{name}#{shard}"
+    k = 0
+    while not low <= key_slot(tag.encode()) < high:
+        k += 1
+        tag = f"{name}#{shard}.{k}"
+    return tag

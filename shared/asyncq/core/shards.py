@@ -98,12 +98,15 @@ class Shards:
     def sharded(self) -> bool:
         return self.count > 1
 
-    async def check_layout(self) -> None:
-        """Record the shard count on first use; raise ``QueueLayoutError`` if Redis holds another one."""
+    async def check_layout(self, *, record: bool = True) -> None:
+        """Record the shard count on first use; raise ``QueueLayoutError`` if Redis holds another one.
+        Without ``record``, only check (a CLI, before it does anything)."""
         if self.checked:
             return
         client, key = self._meta, self.home.keys.meta
         recorded = await client.hget(key, "shards")
+        if recorded is None and not record:
+            return
         if recorded is None:
             try:
                 await client.hsetnx(key, "shards", self.count)
