@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from asyncq import Message, QueueLayoutError, RedisQueue
 from asyncq.core.envelope import encode
-from asyncq.core.keys import Keys, shard_keys
+from asyncq.core.keys import shard_keys
 from asyncq.core.scripts import Scripts
 from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, run, start, wait_until
@@ -68,7 +68,7 @@ def test_two_consumer_processes_get_every_item_exactly_once(redis_url: str, queu
 
 async def _fill(client: aioredis.Redis, name: str, shard: int, count: int) -> set[str]:
     """``count`` items straight onto shard ``shard`` (its own PUT script: counted unfinished, like any put)."""
-    scripts = Scripts(client, Keys(name, shard), notify=True)
+    scripts = Scripts(client, shard_keys(name, SHARDS)[shard], notify=True)
     data = [f"s{shard}-{n}" for n in range(count)]
     for seq, start_at in enumerate(range(0, count, 500), 1):
         raws = [encode({"data": d}) for d in data[start_at : start_at + 500]]

@@ -5,9 +5,9 @@ SIGKILLed (``--min-replicas 1``) or slots moved between masters lose no acknowle
 all; a consumer killed while holding items on several shards has them recovered on each; a process opening the
 queue with another shard count exits 1 with one line.
 
-The queue is called ``flow``: its six shards hash to slots two per master of a fresh 3-master cluster
-(``redis-cli --cluster create`` gives the same three slot ranges every time), so every test spreads over all of
-them; the first test checks that.
+Shard ``i`` of N hashes into the i-th N-th of the slot range, and a fresh 3-master cluster owns three even runs
+of slots, so the six shards sit two on each master (shards 0 and 1 on the first, 2 and 3, 4 and 5); the first
+test checks that.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_six_shards_sit_on_every_master_and_deliver_exactly_once(cluster: LocalC
 def _kill_a_master(cluster: LocalCluster) -> None:
     # The master of shard 0 (its home: the consumers' registry and the recovery lock); its replica takes over and
     # the old master, restarted as a supervisor would, becomes the replica, so puts waiting for one go on.
-    master = cluster.master_of(Keys(QUEUE, 0).queue)
+    master = cluster.master_of(shard_keys(QUEUE, SHARDS)[0].queue)
     cluster.kill(master)
     cluster.wait_failover_after_kill(master)
     cluster.restart(master)
@@ -118,11 +118,14 @@ def test_sigkill_of_a_master_loses_no_acknowledged_item(cluster: LocalCluster, t
     _check_flow(cluster, result, 1500)
 
 
+MOVED = (0, 2)  # shards on two different masters
+
+
 def _move_two_shards(cluster: LocalCluster) -> None:
-    # The slots of shards 0 and 1, on two different masters, each moved to the master after its own, one key at a
+    # The slots of two shards on two different masters, each moved to the master after its own, one key at a
     # time: traffic meanwhile meets ASK redirections and TRYAGAIN.
-    for shard in (0, 1):
-        key = Keys(QUEUE, shard).queue
+    for shard in MOVED:
+        key = shard_keys(QUEUE, SHARDS)[shard].queue
         owner = cluster.master_of(key)
         masters = sorted(cluster.masters, key=lambda node: node.port)
         target = masters[(masters.index(next(m for m in masters if m.port == owner.port)) + 1) % len(masters)]
@@ -134,9 +137,10 @@ def _move_two_shards(cluster: LocalCluster) -> None:
 def test_resharding_during_a_flow_loses_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
     before = _owners(cluster)
     result = run_flow(cluster.url, QUEUE, tmp_path, lambda: _move_two_shards(cluster), count=1500, shards=SHARDS)
-    print(f"\n6 shards, slots of shards 0 and 1 moved: {result.summary()}")
+    print(f"\n6 shards, slots of shards {MOVED} moved: {result.summary()}")
     after = _owners(cluster)
-    assert after[0] != before[0] and after[1] != before[1], (before, after)
+    assert before[MOVED[0]] != before[MOVED[1]], before
+    assert all(after[shard] != before[shard] for shard in MOVED), (before, after)
     _check_flow(cluster, result, 1500)
 
 
