@@ -212,7 +212,7 @@ def test_a_steady_stream_over_shards_is_handled_at_once(redis_url: str, queue_na
     home = shard_keys(queue_name, 6)[0]
     wait_until(lambda: sum(1 for _ in client.scan_iter(match=home.heartbeat_pattern)) == 2, 60, "2 consumers")
     client.close()
-    put = run("producer", [*layout, "-n", "3000", "--rate", "1000"], redis_url, timeout=90)
+    put = run("producer", [*layout, "-n", "5000", "--rate", "1000"], redis_url, timeout=90)
     assert put.returncode == 0, put.stderr
     for proc in consumers:
         assert proc.terminate() == 0, proc.describe()
