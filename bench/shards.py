@@ -11,8 +11,8 @@ So the spread of the server load shows: with 1 shard one master does all the wor
 Then the same at an offered load (``--offered`` items/s, ``--count`` / 10 items): a mostly empty queue, where
 each item costs a claim of its own, and on a sharded queue wakes every idle consumer (``ready``).
 
-The queues are named so that their 6 shards hash two to each master of a fresh 3-master cluster (the slot
-ranges ``redis-cli --cluster create`` gives are always the same); the table says which master holds which shard.
+Shard ``i`` of N hashes into the i-th N-th of the slot range and the masters of a fresh cluster own even runs of
+slots, so the 6 shards sit two on each master; the table says which master holds which shard.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from asyncq.core.keys import shard_keys  # noqa: E402
 from tests.ha import ClusterNode, LocalCluster  # noqa: E402
 
 BIN = Path(sys.executable).parent
-NAMES = {1: "shards1", 6: "shards6"}  # shards6: two shards on each master
+NAMES = {1: "shards1", 6: "shards6"}  # a queue per layout: the shard count is recorded on first use
 NOT_COUNTED = ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_cluster|nodes", "cmdstat_cluster|info")
 
 
