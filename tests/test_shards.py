@@ -188,6 +188,10 @@ async def test_dead_letters_of_every_shard_are_listed_and_requeued(redis_url: st
     assert requeued.returncode == 0 and "requeued 1 item(s)" in requeued.stdout, requeued.stdout + requeued.stderr
     requeued = run("asyncq", ["dead-letters", "requeue", "--all", "--queue", queue_name], redis_url)
     assert requeued.returncode == 0 and "requeued 7 item(s)" in requeued.stdout, requeued.stdout + requeued.stderr
+    client = aioredis.Redis.from_url(redis_url)
+    back = await _depths(client, queue_name, SHARDS)
+    await client.aclose()
+    assert back == [2, 2, 2, 2], f"each dead letter should go back to its own shard: {back}"
     drained = run("consumer", ["--queue", queue_name, "--shards", str(SHARDS), "--work", "0", "--drain"], redis_url)
     assert drained.returncode == 0 and "processed 8 items" in drained.stdout, drained.stdout + drained.stderr
     stats = run("asyncq", ["stats", "--json", "--queue", queue_name], redis_url)
