@@ -12,6 +12,7 @@ test checks that.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,5 +201,12 @@ def test_another_shard_count_exits_1_with_one_line(cluster: LocalCluster) -> Non
     # Nothing was put by the refused processes: the ten items wait on the six shards, the record still says 6.
     depth = sum(int(_read(cluster, keys, "LLEN", keys.queue)) for keys in shard_keys(QUEUE, SHARDS))
     assert depth == 10
+    # The operator's view adds the shards up, each read on its own master, with no --shards given.
+    stats = run("asyncq", ["stats", "--json", "--queue", QUEUE], url)
+    assert stats.returncode == 0, stats.stderr
+    snap = json.loads(stats.stdout)
+    assert snap["depth"] == 10 and snap["unfinished"] == 10, snap
     drained = run("consumer", ["--queue", QUEUE, *LAYOUT, "--work", "0", "--drain"], url)
     assert drained.returncode == 0 and "processed 10 items" in drained.stdout, drained.stdout + drained.stderr
+    snap = json.loads(run("asyncq", ["stats", "--json", "--queue", QUEUE], url).stdout)
+    assert snap["depth"] == 0 and snap["unfinished"] == 0 and snap["totals"]["processed"] == 10, snap
