@@ -25,7 +25,8 @@ RUN python3 -m venv /opt/venv \
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml (or the wheelhouse) changes.
 WORKDIR /src
 COPY pyproject.toml ${WHEELHOUSE} /tmp/deps/
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/deps/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+# The runtime dependencies and those of the extras listed in [tool.asyncq] image-extras (web, otel).
+RUN python3 -c 'import tomllib; m = tomllib.load(open("/tmp/deps/pyproject.toml", "rb")); p = m["project"]; print("\n".join(p["dependencies"] + [d for e in m["tool"]["asyncq"]["image-extras"] for d in p["optional-dependencies"][e]]))' \
         > /tmp/deps/requirements.txt \
     && pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links /tmp/deps} -r /tmp/deps/requirements.txt
 

@@ -12,6 +12,11 @@ latency p50/p99 from the consumers' summaries; Redis requests per item (``trips`
 processed, which is one per round trip or pipeline; ``cmds``: every command in ``INFO commandstats``,
 counting those run inside Lua scripts); CPU seconds and peak RSS of each process (p producer, c consumer,
 r redis-server), from ``wait4`` and ``/proc``. The idle row shows CPU as a percentage of its idle window.
+
+The two "tracing on" rows run the same processes with OpenTelemetry set up from the environment
+(``OTEL_TRACES_EXPORTER=none``: every publish and process span is made, sampled and ended, but not exported,
+so the figure is asyncq's instrumentation, not a collector's network); the section after the table gives
+them as ratios of the same cases without tracing, in the same run.
 """
 
 from __future__ import annotations
@@ -105,21 +110,23 @@ class Bench:
         assert self.server.process is not None
         return self.server.process.pid
 
-    def env(self, *, uvloop: bool = False) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCQ_") and k != "REDIS_URL"}
+    def env(self, *, uvloop: bool = False, tracing: bool = False) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCQ_", "OTEL_")) and k != "REDIS_URL"}
         base.update(REDIS_URL=self.server.url, ASYNCQ_QUEUE=QUEUE, PYTHONUNBUFFERED="1")
         if uvloop:
             base["ASYNCQ_UVLOOP"] = "1"
+        if tracing:
+            base.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="asyncq-bench")
         return base
 
-    def spawn(self, name: str, argv: list[str], *, uvloop: bool = False) -> Proc:
+    def spawn(self, name: str, argv: list[str], *, uvloop: bool = False, tracing: bool = False) -> Proc:
         self._runs += 1
-        proc = Proc(f"{self._runs:03d}-{name}", argv, self.env(uvloop=uvloop), self.workdir)
+        proc = Proc(f"{self._runs:03d}-{name}", argv, self.env(uvloop=uvloop, tracing=tracing), self.workdir)
         self._started.append(proc)
         return proc
 
-    def cli(self, name: str, *args: str, uvloop: bool = False) -> Proc:
-        return self.spawn(name, [str(BIN / name), *args], uvloop=uvloop)
+    def cli(self, name: str, *args: str, uvloop: bool = False, tracing: bool = False) -> Proc:
+        return self.spawn(name, [str(BIN / name), *args], uvloop=uvloop, tracing=tracing)
 
     def helper(self, name: str, *args: str) -> Proc:
         return self.spawn(name, [sys.executable, str(HERE / "baselines.py"), *args])
@@ -217,7 +224,7 @@ def raw(mode: str) -> Callable[[Bench], Sample]:
 
 
 def end_to_end(
-    consumers: int, *, uvloop: bool = False, rate: int = 0, options: tuple[str, ...] = ()
+    consumers: int, *, uvloop: bool = False, rate: int = 0, options: tuple[str, ...] = (), tracing: bool = False
 ) -> Callable[[Bench], Sample]:
     """One producer process, ``consumers`` consumer processes (with ``options``); with ``rate`` an offered
     load (items/s), else as fast as they go."""
@@ -226,7 +233,7 @@ def end_to_end(
         count = bench.sizes.latency if rate else bench.sizes.e2e
         summaries = [bench.summary_file() for _ in range(consumers)]
         procs = [
-            bench.cli("consumer", "--work", "0", "--summary-file", str(path), *options, uvloop=uvloop)
+            bench.cli("consumer", "--work", "0", "--summary-file", str(path), *options, uvloop=uvloop, tracing=tracing)
             for path in summaries
         ]
         bench.registered(consumers)
@@ -234,7 +241,7 @@ def end_to_end(
         args = ["-n", str(count), "--size", SIZE]
         if rate:
             args += ["--rate", str(rate)]
-        producer = bench.cli("producer", *args, uvloop=uvloop)
+        producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
         sample = Sample()
         _usage(sample, "p", producer.wait(300))
         bench.end(sample, count)
@@ -247,11 +254,12 @@ def end_to_end(
     return case
 
 
-def producer_alone(*, uvloop: bool = False) -> Callable[[Bench], Sample]:
+def producer_alone(*, uvloop: bool = False, tracing: bool = False) -> Callable[[Bench], Sample]:
     def case(bench: Bench) -> Sample:
         count = bench.sizes.producer
         bench.begin()
-        producer = bench.cli("producer", "-n", str(count), "--size", SIZE, "--no-wait", uvloop=uvloop)
+        args = ("-n", str(count), "--size", SIZE, "--no-wait")
+        producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
         sample = Sample()
         _usage(sample, "p", producer.wait(300))
         bench.end(sample, count)
@@ -293,20 +301,51 @@ CEILING = "asyncio.Queue in-process (ceiling)"
 NAIVE = "redis-py naive reliable (BLMOVE+LREM)"
 BATCHED = "redis-py unreliable batched (RPOP 100)"
 
+E2E_1 = "asyncq e2e 1 producer + 1 consumer"
+PRODUCER = "asyncq producer alone (puts/s)"
+LATENCY_1000 = "asyncq latency at 1,000 items/s"
+E2E_TRACED = "asyncq e2e 1+1, tracing on"
+PRODUCER_TRACED = "asyncq producer alone, tracing on"
+LATENCY_TRACED = "asyncq latency at 1,000/s, tracing on"
+
 CASES = [
     Case(CEILING, ceiling),
     Case(NAIVE, raw("naive")),
     Case(BATCHED, raw("batched")),
-    Case("asyncq e2e 1 producer + 1 consumer", end_to_end(1), E2E),
+    Case(E2E_1, end_to_end(1), E2E),
     Case("asyncq e2e 1 producer + 2 consumers", end_to_end(2), E2E),
     Case("asyncq e2e 1+1, consumer --prefetch 100", end_to_end(1, options=("--prefetch", "100")), E2E),
-    Case("asyncq producer alone (puts/s)", producer_alone(), PUTS),
-    Case("asyncq latency at 1,000 items/s", end_to_end(1, rate=1000), LATENCY),
+    Case(PRODUCER, producer_alone(), PUTS),
+    Case(LATENCY_1000, end_to_end(1, rate=1000), LATENCY),
     Case("asyncq idle consumer, concurrency 1000", idle, IDLE),
     Case("asyncq e2e 1+1, uvloop", end_to_end(1, uvloop=True), E2E),
     Case("asyncq producer alone, uvloop", producer_alone(uvloop=True), PUTS),
     Case("asyncq latency at 1,000/s, uvloop", end_to_end(1, uvloop=True, rate=1000), LATENCY),
+    Case(E2E_TRACED, end_to_end(1, tracing=True)),
+    Case(PRODUCER_TRACED, producer_alone(tracing=True)),
+    Case(LATENCY_TRACED, end_to_end(1, rate=1000, tracing=True)),
 ]
+
+
+def tracing_section(results: dict[str, Sample]) -> str:
+    """The cost of tracing: the traced cases against the same cases untraced, measured in this run."""
+    lines = ["Tracing (OpenTelemetry SDK, OTEL_TRACES_EXPORTER=none), against the same case untraced in this run:"]
+    for traced, plain, what in ((E2E_TRACED, E2E_1, "e2e 1+1"), (PRODUCER_TRACED, PRODUCER, "producer alone")):
+        on, off = results.get(traced), results.get(plain)
+        if on is None or off is None:
+            continue
+        cpu_on, cpu_off = sum(on.cpu.get(k, 0) for k in ("p", "c")), sum(off.cpu.get(k, 0) for k in ("p", "c"))
+        lines.append(
+            f"  {what}: {_fmt(on.rate, ',.0f')} items/s with tracing, {_fmt(off.rate, ',.0f')} without: "
+            f"x {_ratio(on.rate, off.rate)}; CPU of the asyncq processes x {_ratio(cpu_on, cpu_off)}"
+        )
+    on, off = results.get(LATENCY_TRACED), results.get(LATENCY_1000)
+    if on is not None and off is not None:
+        lines.append(
+            f"  latency at 1,000 items/s: p50 {_fmt(on.p50, '.2f')} ms / p99 {_fmt(on.p99, '.2f')} ms with tracing, "
+            f"p50 {_fmt(off.p50, '.2f')} / p99 {_fmt(off.p99, '.2f')} ms without"
+        )
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 # -- medians and the table ---------------------------------------------------------------------------------
@@ -428,7 +467,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one run of each case with tiny counts (a smoke test)")
     parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 5; 1 with --quick)")
-    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only the cases whose name contains this text (or one of several, comma-separated)",
+    )
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     parser.add_argument(
         "--no-ha",
@@ -441,9 +484,10 @@ def main() -> int:
         return 0
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or (1 if args.quick else 5)
-    cases = [c for c in CASES if args.only.lower() in c.name.lower()]
-    # --only shards (or shard): just the sharded-queue table of bench/shards.py, on a cluster of its own.
-    shards = not args.no_ha and (not args.only or args.only.lower().startswith("shard"))
+    wanted = [part.strip().lower() for part in args.only.split(",")]
+    cases = [c for c in CASES if any(part in c.name.lower() for part in wanted)]
+    # --only shards (or shard): the sharded-queue table of bench/shards.py, on a cluster of its own.
+    shards = not args.no_ha and (not args.only or any(part.startswith("shard") for part in wanted))
     if cases:
         single_server(cases, sizes, repeat)
     if not (args.no_ha or args.only):
@@ -459,7 +503,7 @@ def main() -> int:
 
 
 def single_server(cases: list[Case], sizes: Sizes, repeat: int) -> None:
-    """The cases on a private redis-server: the main table."""
+    """The cases on a private redis-server: the main table (and the tracing section, if traced cases ran)."""
     with tempfile.TemporaryDirectory(prefix="asyncq-bench-") as tmp, EmbeddedRedis() as server:
         bench = Bench(server, sizes, Path(tmp))
         print(describe(server, repeat, sizes), flush=True)
@@ -475,6 +519,9 @@ def single_server(cases: list[Case], sizes: Sizes, repeat: int) -> None:
                 print(f"  {case.name}: run {n + 1}/{repeat} done", file=sys.stderr, flush=True)
             results[case.name] = median(samples)
         print(table(results))
+        section = tracing_section(results)
+        if section:
+            print(section)
 
 
 if __name__ == "__main__":

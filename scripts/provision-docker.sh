@@ -216,9 +216,10 @@ EOF
 fi
 
 # --- 5. The wheelhouse ---------------------------------------------------------------------------
-# Wheels of the runtime dependencies and of the build backend for the image's Python (3.11, glibc 2.36),
-# fetched with the host's pip, which reaches the package index: `docker build --build-arg
-# WHEELHOUSE=wheelhouse .` then installs without one. Redone only when pyproject.toml changes.
+# Wheels of the runtime dependencies, of the extras in [tool.asyncq] image-extras and of the build backend
+# for the image's Python (3.11, glibc 2.36), fetched with the host's pip, which reaches the package index:
+# `docker build --build-arg WHEELHOUSE=wheelhouse .` then installs without one. Redone only when
+# pyproject.toml changes.
 stamp=$WHEELHOUSE/.pyproject.sha256
 want=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
@@ -229,7 +230,8 @@ else
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     meta = tomllib.load(f)
-print("\n".join(meta["project"]["dependencies"] + meta["build-system"]["requires"]))
+extras = [d for e in meta["tool"]["asyncq"]["image-extras"] for d in meta["project"]["optional-dependencies"][e]]
+print("\n".join(meta["project"]["dependencies"] + extras + meta["build-system"]["requires"]))
 EOF
     chmod 644 "$reqs"
     # This pip does not widen a manylinux platform to the older glibc versions: list them all.

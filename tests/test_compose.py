@@ -126,6 +126,23 @@ def test_compose_config_shape() -> None:
     assert every["watch"]["command"] == ["asyncq", "watch"]
 
 
+def test_compose_web_service() -> None:
+    """The dashboard: in a profile, the consumer's image, only its command differs; published on loopback."""
+    done = compose_config(
+        "--profile", "web", "config", "--format", "json", files=COMPOSE_FILES[:1], env={"REDIS_PASSWORD": "x"}
+    )
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    web, consumer = services["web"], services["consumer"]
+    assert web["profiles"] == ["web"]
+    assert web["image"] == consumer["image"] and web["pull_policy"] == "never" and "build" not in web
+    assert web["command"][:2] == ["asyncq", "web"]
+    assert "user" not in web  # the image's own non-root user (USER 10001 in the Dockerfile)
+    assert [(p["host_ip"], p["target"]) for p in web["ports"]] == [("127.0.0.1", 8080)]
+    assert web["environment"]["REDIS_URL"] == consumer["environment"]["REDIS_URL"]
+    assert "ASYNCQ_WEB_TOKEN" in web["environment"]
+
+
 def _seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", duration))

@@ -29,6 +29,10 @@ def test_the_wheel_holds_only_the_asyncq_package(tmp_path: Path) -> None:
     for part in ("asyncq/__init__.py", "asyncq/producer/cli.py", "asyncq/consumer/cli.py", "asyncq/cli/admin.py"):
         assert part in names, part
     assert any(name.startswith("asyncq/core/lua/") and name.endswith(".lua") for name in names)
+    # asyncq web serves its page, script and style from the package: no CDN, nothing fetched at run time.
+    for asset in ("page.html", "app.js", "app.css"):
+        assert f"asyncq/web/static/{asset}" in names, asset
+    assert "asyncq/tracing.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     expected = (

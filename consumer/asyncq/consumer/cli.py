@@ -13,7 +13,7 @@ from asyncq.cli import options as opt
 from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.lifecycle import stop_on_signals
 from asyncq.cli.logs import LogFormat, configure, report
-from asyncq.cli.runner import fail, run
+from asyncq.cli.runner import fail, run, start_tracing
 from asyncq.consumer.handlers import Handler, Work, load
 from asyncq.consumer.metrics import Metrics, serve_metrics
 from asyncq.consumer.worker import ConsumeConfig, Consumer, Summary
@@ -161,6 +161,7 @@ def main(
     """Take items from the queue and handle each (a random sleep by default, or --handler); a line per item
     with -v, a summary at the end."""
     configure(verbose=verbose, fmt=log_format)
+    start_tracing("asyncq-consumer")
     try:
         work_fn: Handler = load(handler) if handler else Work.parse(work)
     except ValueError as exc:

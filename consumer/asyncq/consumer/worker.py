@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from asyncq import tracing
 from asyncq.cli.logs import ITEMS
 from asyncq.consumer.handlers import Handler
 from asyncq.consumer.metrics import Metrics
@@ -170,6 +171,13 @@ class Consumer:
                 log.exception("worker %s: unexpected error handling item %s", name, message.id)
 
     async def _handle(self, name: str, message: Message) -> None:
+        if not tracing.enabled():
+            await self._process(name, message)
+            return
+        with tracing.processing(self.queue.name, message):
+            await self._process(name, message)
+
+    async def _process(self, name: str, message: Message) -> None:
         if self._verbose:
             latency = max(0.0, time.time() - message.enqueued_at)
             items_log.info(
@@ -202,10 +210,11 @@ class Consumer:
                 log.warning("item %s: the handler raised %s; counted as a failure", message.id, type(exc).__name__)
             if durations is not None:
                 durations.record(time.perf_counter() - started)
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            tracing.failed(exc, reason[:500])
             if isinstance(exc, Reject):
                 await self._dead(message, f"rejected: {exc}")
                 return
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             await self._failed(message, reason[:500])
             return
         if durations is not None:
@@ -213,6 +222,7 @@ class Consumer:
         self.queue.ack(message)
 
     async def _dead(self, message: Message, reason: str) -> None:
+        tracing.event("asyncq.dead_letter", {"asyncq.reason": reason})
         await self.queue.dead_letter(message, reason)
 
     async def _failed(self, message: Message, reason: str) -> None:
@@ -222,5 +232,6 @@ class Consumer:
             return
         delay = policy.delay(message.delivery)
         log.warning("item %s failed (%s); retry %d in %.2f s", message.id, reason, message.delivery, delay)
+        tracing.event("asyncq.retry", {"asyncq.retry.delay_s": delay, "asyncq.delivery": message.delivery})
         with contextlib.suppress(QueueClosed):
             await self.queue.retry(message, delay)

@@ -20,7 +20,7 @@ from rich.progress import (
 from asyncq.cli import options as opt
 from asyncq.cli.connection import Connection, connection_options
 from asyncq.cli.logs import LogFormat, configure, report
-from asyncq.cli.runner import run
+from asyncq.cli.runner import run, start_tracing
 from asyncq.producer.run import ProduceConfig, ProduceResult, Waiting, produce
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -128,6 +128,7 @@ def main(
     """Put COUNT items (random hex strings) on the queue, report the rate, and by default wait until they are
     processed."""
     configure(verbose=verbose, fmt=log_format)
+    start_tracing("asyncq-producer")
     config = ProduceConfig(count=count, producers=producers, rate=rate, size=size, batch=batch, wait=wait)
 
     async def go() -> ProduceResult:

@@ -15,12 +15,14 @@ from asyncq.cli.connection import Connection, QueueName, connection_options
 from asyncq.cli.dead_letters import dead_letters_app
 from asyncq.cli.logs import LogFormat, configure
 from asyncq.cli.runner import fail, run
+from asyncq.cli.web import web
 from asyncq.core.connection import TLSOptions
 from asyncq.tools import snapshot
 from asyncq.tools.demo import DemoConfig, redis_for_demo, run_demo
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(dead_letters_app, name="dead-letters")
+app.command("web")(web)
 
 
 @app.callback()

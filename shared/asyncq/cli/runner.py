@@ -33,6 +33,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def start_tracing(service: str) -> None:
+    """Tracing as the OTEL_* variables ask (``asyncq.tracing``); a setup that cannot be made is one line."""
+    from asyncq import tracing
+
+    try:
+        tracing.setup_from_env(service)
+    except tracing.TracingUnavailable as exc:
+        raise fail(str(exc), code=2) from None
+
+
 def run(main: Coroutine[Any, Any, T], *, url: str = "") -> T:
     """``asyncio.run(main)`` (uvloop when ``ASYNCQ_UVLOOP=1`` and installed), mapping failures to one line."""
     try:

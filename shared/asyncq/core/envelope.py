@@ -5,6 +5,9 @@ can raise it without re-encoding the payload (see ``asyncq.core.scripts``)::
 
     {"attempts":0,"id":"5f0c1b2a9e3d-00000001","enqueued_at":1732512345.123456,"payload":...}
 
+With tracing on (``asyncq.tracing``), an optional last field carries the producer's W3C trace context:
+``...,"payload":...,"trace":{"traceparent":"00-...","tracestate":"..."}}``; envelopes without it still decode.
+
 A dead letter is a JSON object ``{"id", "reason", "failed_at", "consumer", "envelope"}`` where ``envelope`` is
 the original text (decoded with replacement when it was not UTF-8).
 """
@@ -16,6 +19,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +33,11 @@ _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 _from_json = json.JSONDecoder().decode
 _FIELDS = frozenset(("attempts", "id", "enqueued_at", "payload"))
 _BUMPABLE = re.compile(rb'\{"attempts":\d+,')  # what the Lua bump (lua/lib.lua) matches
+
+# The trace context to store with a new item, given (queue name, item id); None stores none. Set only by
+# asyncq.tracing.instrument(): without it encode() pays one global lookup and imports nothing.
+TraceHook = Callable[[str, str], Mapping[str, str] | None]
+trace_hook: TraceHook | None = None
 
 
 class ItemTooLarge(ValueError):
@@ -58,6 +67,7 @@ class Message:
     attempts: int
     raw: bytes
     shard: int = 0
+    trace: Mapping[str, str] | None = None  # the producer's W3C trace context, when it stored one
 
     @property
     def delivery(self) -> int:
@@ -70,8 +80,8 @@ def new_id() -> str:
     return f"{_id_prefix}-{next(_id_counter):08x}"
 
 
-def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: int = 0) -> bytes:
-    """Encode ``payload`` in a new envelope.
+def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: int = 0, queue: str = "") -> bytes:
+    """Encode ``payload`` in a new envelope (for queue ``queue``: the trace hook's span names it).
 
     Raises ``TypeError`` for a payload JSON cannot encode and ``ItemTooLarge`` past ``max_bytes``, both before
     anything reaches Redis.
@@ -82,7 +92,11 @@ def encode(payload: Any, *, max_bytes: int = DEFAULT_MAX_ITEM_BYTES, attempts: i
         raise TypeError(f"queue items must be JSON-serialisable: {exc}") from exc
     except RecursionError:
         raise TypeError("queue items must be JSON-serialisable: nested too deeply") from None
-    raw = (f'{{"attempts":{attempts},"id":"{new_id()}","enqueued_at":{time.time():.6f},"payload":{body}}}').encode()
+    item_id = new_id()
+    trace = "" if trace_hook is None else _trace_field(trace_hook(queue, item_id))
+    raw = (
+        f'{{"attempts":{attempts},"id":"{item_id}","enqueued_at":{time.time():.6f},"payload":{body}{trace}}}'
+    ).encode()
     if len(raw) > max_bytes:
         raise ItemTooLarge(len(raw), max_bytes)
     return raw
@@ -114,7 +128,18 @@ def decode(raw: bytes, shard: int = 0) -> Message:
         # The Lua scripts raise attempts by editing this text: an envelope they could not edit (a space after
         # the colon, another field first) would never reach max_deliveries.
         raise BadEnvelope('envelope must begin with {"attempts":N, (no spaces), as asyncq writes it')
-    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard)
+    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard, _trace(data.get("trace")))
+
+
+def _trace_field(context: Mapping[str, str] | None) -> str:
+    return f',"trace":{_to_json(dict(context))}' if context else ""
+
+
+def _trace(value: Any) -> Mapping[str, str] | None:
+    """The stored trace context, or None: a malformed one is dropped, never a reason to refuse the item."""
+    if isinstance(value, dict) and all(type(k) is str and type(v) is str for k, v in value.items()):
+        return value
+    return None
 
 
 def reset_attempts(raw: bytes) -> bytes:

@@ -120,7 +120,7 @@ class RedisQueue:
         refusal (NOPERM, ...) is raised here. A retried put never enqueues twice; cancelling a put whose batch
         is already in flight may still enqueue it."""
         self._check_not_closed()
-        raw = encode(item, max_bytes=self.max_item_bytes)
+        raw = encode(item, max_bytes=self.max_item_bytes, queue=self.name)
         if not self.shards.checked:
             await self._check_layout()
         await self._puts.submit(raw)
@@ -128,7 +128,7 @@ class RedisQueue:
     async def put_many(self, items: Iterable[Any]) -> int:
         """Put several items, in order, in as few round trips as possible. Returns how many."""
         self._check_not_closed()
-        raws = [encode(item, max_bytes=self.max_item_bytes) for item in items]
+        raws = [encode(item, max_bytes=self.max_item_bytes, queue=self.name) for item in items]
         await self._check_layout()
         await asyncio.gather(*(self._puts.submit(raw) for raw in raws))
         return len(raws)
