@@ -43,11 +43,11 @@ async def _depths(client: aioredis.Redis, name: str, shards: int) -> list[int]:
 @pytest.mark.timeout(120)
 def test_two_consumer_processes_get_every_item_exactly_once(redis_url: str, queue_name: str, tmp_path: Path) -> None:
     layout = ["--queue", queue_name, "--shards", str(SHARDS)]
-    put = start("producer", [*layout, "-n", "1200", "-v", "--no-wait"], redis_url, tmp_path, "producer")
+    put = start("producer", [*layout, "-n", "2000", "-v", "--no-wait"], redis_url, tmp_path, "producer")
     assert put.wait(60) == 0, put.describe()
     added = put.added()
-    assert len(added) == 1200
-    # Both start on a full queue; at 4 x 10 ms per item each would need 3 s alone: both take part.
+    assert len(added) == 2000
+    # Both start on a full queue; at 4 x 10 ms per item either would need 5 s alone: both take part.
     args = [*layout, "--concurrency", "4", "--prefetch", "4", "--work", "0.01", "--drain", "-v"]
     consumers = [start("consumer", args, redis_url, tmp_path, f"consumer-{n}") for n in range(2)]
     for proc in consumers:
@@ -60,7 +60,7 @@ def test_two_consumer_processes_get_every_item_exactly_once(redis_url: str, queu
     try:
         # Every shard had its share and is empty now.
         enqueued = [int(client.hget(keys.totals, "enqueued") or 0) for keys in shard_keys(queue_name, SHARDS)]
-        assert sum(enqueued) == 1200 and all(n > 0 for n in enqueued), enqueued
+        assert sum(enqueued) == 2000 and all(n > 0 for n in enqueued), enqueued
         assert all(client.llen(keys.queue) == 0 for keys in shard_keys(queue_name, SHARDS))
     finally:
         client.close()
