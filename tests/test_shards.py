@@ -202,29 +202,24 @@ async def test_dead_letters_of_every_shard_are_listed_and_requeued(redis_url: st
 
 @pytest.mark.timeout(120)
 def test_a_steady_stream_over_shards_is_handled_at_once(redis_url: str, queue_name: str, tmp_path: Path) -> None:
-    """1,000 items/s into a mostly empty 6-shard queue with two consumers: each item is taken when it arrives,
-    on the ``ready`` notification of its shard; none waits for the idle consumers' safety-net look (one shard
-    per 2-second block timeout). On one shard the same stream shows p99 of a few ms."""
+    """1,000 items/s into a mostly empty 6-shard queue: each item is taken when it arrives, on the ``ready``
+    notification of its shard; none waits for the safety-net look an idle consumer takes (one shard per
+    2-second block timeout). One consumer: no other one can cover for a notification it missed. On one shard
+    the same stream shows a p99 of a few ms."""
     layout = ["--queue", queue_name, "--shards", "6"]
-    summaries = [tmp_path / f"summary-{n}.json" for n in range(2)]
-    args = [*layout, "--work", "0", "--heartbeat", "0.5"]
-    consumers = [
-        start("consumer", [*args, "--summary-file", str(path)], redis_url, tmp_path, f"consumer-{n}")
-        for n, path in enumerate(summaries)
-    ]
+    summary = tmp_path / "summary.json"
+    args = [*layout, "--work", "0", "--heartbeat", "0.5", "--summary-file", str(summary)]
+    consumer = start("consumer", args, redis_url, tmp_path, "consumer")
     client = redis.Redis.from_url(redis_url)
     home = shard_keys(queue_name, 6)[0]
-    wait_until(lambda: sum(1 for _ in client.scan_iter(match=home.heartbeat_pattern)) == 2, 60, "2 consumers")
+    wait_until(lambda: any(True for _ in client.scan_iter(match=home.heartbeat_pattern)), 60, "the consumer")
     client.close()
     put = run("producer", [*layout, "-n", "5000", "--rate", "1000"], redis_url, timeout=90)
     assert put.returncode == 0, put.stderr
-    for proc in consumers:
-        assert proc.terminate() == 0, proc.describe()
-    latency = [json.loads(path.read_text())["latency_ms"] for path in summaries]
-    quantiles = [{k: round(d[k], 1) for k in ("p50", "p99")} for d in latency]
-    print(f"\n6 shards, 1,000 items/s, enqueue-to-handler ms: {quantiles}")
-    worst = max(d["p99"] for d in latency)
-    assert worst < 500, f"items waited in their shard: p99 {worst:.0f} ms ({latency})"
+    assert consumer.terminate() == 0, consumer.describe()
+    latency = json.loads(summary.read_text())["latency_ms"]
+    print(f"\n6 shards, 1,000 items/s, enqueue-to-handler ms: p50 {latency['p50']:.1f}, p99 {latency['p99']:.1f}")
+    assert latency["p99"] < 500, f"items waited in their shard: p99 {latency['p99']:.0f} ms ({latency})"
 
 
 # -- the idle cost ---------------------------------------------------------------------------------------------
