@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Iterator
@@ -200,12 +202,25 @@ async def test_dead_letters_of_every_shard_are_listed_and_requeued(redis_url: st
     assert snap["totals"]["processed"] == 8, snap
 
 
-@pytest.mark.timeout(120)
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (/proc/<pid>/stat, as bench/procs.py reads it)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_percent(pid: int, seconds: float) -> float:
+    before, started = _cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)  # a measurement window, not a wait for a condition
+    return 100 * (_cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
+@pytest.mark.timeout(150)
 def test_a_steady_stream_over_shards_is_handled_at_once(redis_url: str, queue_name: str, tmp_path: Path) -> None:
     """1,000 items/s into a mostly empty 6-shard queue: each item is taken when it arrives, on the ``ready``
     notification of its shard; none waits for the safety-net look an idle consumer takes (one shard per
-    2-second block timeout). One consumer: no other one can cover for a notification it missed. On one shard
-    the same stream shows a p99 of a few ms."""
+    2-second block timeout), and ``join()`` returns once the stream ends. One consumer: no other one can cover
+    for a notification it missed. On one shard the same stream shows a p99 of a few ms."""
     layout = ["--queue", queue_name, "--shards", "6"]
     summary = tmp_path / "summary.json"
     args = [*layout, "--work", "0", "--heartbeat", "0.5", "--summary-file", str(summary)]
@@ -213,13 +228,50 @@ def test_a_steady_stream_over_shards_is_handled_at_once(redis_url: str, queue_na
     client = redis.Redis.from_url(redis_url)
     home = shard_keys(queue_name, 6)[0]
     wait_until(lambda: any(True for _ in client.scan_iter(match=home.heartbeat_pattern)), 60, "the consumer")
-    client.close()
-    put = run("producer", [*layout, "-n", "5000", "--rate", "1000"], redis_url, timeout=90)
-    assert put.returncode == 0, put.stderr
+    producer = start("producer", [*layout, "-n", "5000", "--rate", "1000"], redis_url, tmp_path, "producer")
+    try:
+        producer.wait(60)  # 5 s of stream, then join()
+    except subprocess.TimeoutExpired:
+        depths = [int(client.llen(keys.queue)) for keys in shard_keys(queue_name, 6)]
+        cpu = _cpu_percent(consumer.pid, 2.0)
+        raise AssertionError(
+            f"join() had not returned 55 s after the stream ended: items waiting on the shards {depths}, the "
+            f"consumer at {cpu:.0f}% CPU"
+        ) from None
+    finally:
+        client.close()
+    assert producer.proc.returncode == 0, producer.describe()
     assert consumer.terminate() == 0, consumer.describe()
     latency = json.loads(summary.read_text())["latency_ms"]
     print(f"\n6 shards, 1,000 items/s, enqueue-to-handler ms: p50 {latency['p50']:.1f}, p99 {latency['p99']:.1f}")
     assert latency["p99"] < 500, f"items waited in their shard: p99 {latency['p99']:.0f} ms ({latency})"
+
+
+@pytest.mark.timeout(90)
+def test_a_consumer_waiting_for_a_retry_stays_idle(redis_url: str, queue_name: str, tmp_path: Path) -> None:
+    """A sharded consumer with nothing to do but a retry due in 6 s waits for it without burning CPU (as a
+    1-shard consumer does: well under 1%), and the retry comes."""
+    layout = ["--queue", queue_name, "--shards", str(SHARDS)]
+    retry = ["--handler", "tests.fault_handlers:behave", "--retry-base", "6", "--retry-cap", "6"]
+    consumer = start("consumer", [*layout, *retry], redis_url, tmp_path, "consumer", FAULT_RECORD_KEY=queue_name)
+    client = redis.Redis.from_url(redis_url)
+    try:
+
+        async def put() -> None:
+            async with RedisQueue(queue_name, url=redis_url, shards=SHARDS) as q:
+                await q.put({"data": "again", "mode": "flaky", "fails": 1})
+
+        asyncio.run(put())
+        calls = f"{queue_name}:calls:again"
+        delayed = [keys.delayed for keys in shard_keys(queue_name, SHARDS)]
+        wait_until(lambda: client.llen(calls) == 1 and sum(client.zcard(k) for k in delayed) == 1, 30, "the retry")
+        cpu = _cpu_percent(consumer.pid, 3.0)
+        wait_until(lambda: client.hget(f"{queue_name}:counts", "again") == b"1", 30, "the item done on its retry")
+        assert client.llen(calls) == 2
+    finally:
+        client.close()
+    assert consumer.terminate() == 0, consumer.describe()
+    assert cpu < 20, f"the consumer burnt {cpu:.0f}% CPU while waiting for a retry"
 
 
 # -- the idle cost ---------------------------------------------------------------------------------------------
