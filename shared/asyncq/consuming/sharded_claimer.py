@@ -60,6 +60,7 @@ class ShardedClaimer:
         self._wake = asyncio.Event()
         self._listening = False
         self._tidied = time.monotonic()
+        self._wrong_type_reported = False
         for part in parts:
             part.events.on_ready = self._ready_callback(part.index)
 
@@ -182,6 +183,10 @@ class ShardedClaimer:
         self._maybe.update(range(len(self._parts)))  # after an outage, look everywhere again
 
     async def report_wrong_type(self) -> None:
+        """Name, once per outage, a shard's queue key that another program filled with the wrong type."""
+        if self._wrong_type_reported:
+            return
+        self._wrong_type_reported = True
         for part in self._parts:
             with contextlib.suppress(RedisError, OSError):
                 kind = await part.client.type(part.keys.queue)
@@ -189,7 +194,7 @@ class ShardedClaimer:
                     log.error("key %s holds a %r, not a list: another program wrote it", part.keys.queue, kind)
 
     def claimed(self) -> None:
-        pass
+        self._wrong_type_reported = False
 
     async def close(self, *, remove: bool = True) -> None:
         """Stop listening; with ``remove`` (a clean leave, lists given back), drop our other shards' heartbeats."""
