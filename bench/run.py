@@ -518,7 +518,11 @@ def main() -> int:
         help="run only the cases whose name contains this text (or one of several, comma-separated)",
     )
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
-    parser.add_argument("--no-ha", action="store_true", help="skip the cluster and Sentinel cases (bench/ha.py)")
+    parser.add_argument(
+        "--no-ha",
+        action="store_true",
+        help="skip the cluster, Sentinel and shards cases (bench/ha.py, bench/shards.py)",
+    )
     args = parser.parse_args()
     if args.list:
         print("\n".join(case.name for case in CASES))
@@ -527,6 +531,24 @@ def main() -> int:
     repeat = args.repeat or (1 if args.quick else 5)
     wanted = [part.strip().lower() for part in args.only.split(",")]
     cases = [c for c in CASES if any(part in c.name.lower() for part in wanted)]
+    # --only shards (or shard): the sharded-queue table of bench/shards.py, on a cluster of its own.
+    shards = not args.no_ha and (not args.only or any(part.startswith("shard") for part in wanted))
+    if cases:
+        single_server(cases, sizes, repeat)
+    if not (args.no_ha or args.only):
+        import ha  # the cluster and Sentinel cases: servers of their own
+
+        print(ha.report(repeat, 2000 if args.quick else 20000, 200 if args.quick else 2000))
+    if shards:
+        import shards as sharded  # one queue over 1 and 6 shards of a 3-master cluster
+
+        print(sharded.report(1 if args.quick else min(repeat, 3), 2000 if args.quick else 20000))
+    print(f"After the run: {_load(before=False)}")
+    return 0
+
+
+def single_server(cases: list[Case], sizes: Sizes, repeat: int) -> None:
+    """The cases on a private redis-server: the main table (and the tracing section, if traced cases ran)."""
     with tempfile.TemporaryDirectory(prefix="asyncq-bench-") as tmp, EmbeddedRedis() as server:
         bench = Bench(server, sizes, Path(tmp))
         print(describe(server, repeat, sizes), flush=True)
@@ -545,12 +567,6 @@ def main() -> int:
         for section in (tracing_section(results), vocabulary_section(results)):
             if section:
                 print(section)
-    if not (args.no_ha or args.only):
-        import ha  # the cluster and Sentinel cases: servers of their own
-
-        print(ha.report(repeat, 2000 if args.quick else 20000, 200 if args.quick else 2000))
-    print(f"After the run: {_load(before=False)}")
-    return 0
 
 
 if __name__ == "__main__":

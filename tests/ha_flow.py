@@ -63,8 +63,11 @@ def run_flow(
     min_replicas: int = 1,
     work: float = 0.2,
     timeout: float = 120,
+    shards: int = 1,
 ) -> FlowResult:
-    """Run the flow through ``url`` with ``fault()`` a third of the way in; returns what it counted."""
+    """Run the flow through ``url`` with ``fault()`` a third of the way in; returns what it counted.
+    ``shards`` > 1 passes ``--shards`` to every process (a queue spread over that many sub-queues)."""
+    layout = ["--shards", str(shards)] if shards != 1 else []
     with EmbeddedRedis() as store:
         # Consumers slower than the producer (2 x 20 coroutines x ``work`` s per item): a backlog is waiting
         # when the fault strikes, which is when an acknowledged put can be lost.
@@ -72,7 +75,7 @@ def run_flow(
         consumers = [
             start(
                 "consumer",
-                ["--queue", queue, "--handler", HANDLER, "--concurrency", "20", "--heartbeat", "1"],
+                ["--queue", queue, "--handler", HANDLER, "--concurrency", "20", "--heartbeat", "1", *layout],
                 url,
                 logdir,
                 f"consumer-{n}",
@@ -97,6 +100,7 @@ def run_flow(
                 str(min_replicas),
                 "--wait",
                 "-v",
+                *layout,
             ],
             url,
             logdir,

@@ -49,3 +49,8 @@ def test_quick_benchmark_prints_every_case() -> None:
     # The cases past one Redis: a cluster against a single server, and min_replicas on a Sentinel set.
     for name in ("e2e 1+1, single server", "e2e 1+1, 3-master cluster", "one put at a time, min_replicas=1"):
         assert any(line.startswith(name) and line.split()[-1] in ("items/s", "ms") for line in lines), result.stdout
+    # One queue over 1 and 6 shards of a 3-master cluster (bench/shards.py): items/s, then µs and commands per
+    # item on each master.
+    for name in ("1 shard ", "6 shards ", "6 shards, 1,000/s offered"):
+        row = next((line for line in lines if line.startswith(name)), "")
+        assert row.count("µs") == 4 and row.count("cmds") == 4, f"no shards row {name!r} in:\n{result.stdout}"

@@ -58,13 +58,16 @@ class ShardedClaimer:
         self._poll = 0  # the shard the next idle timeout looks at
         self._due: dict[int, float] = {}  # shard -> monotonic time its earliest retry falls due
         self._wake = asyncio.Event()
+        self._readies = [0] * len(parts)  # 'ready' notifications seen per shard
         self._listening = False
         self._tidied = time.monotonic()
+        self._wrong_type_reported = False
         for part in parts:
             part.events.on_ready = self._ready_callback(part.index)
 
     def _ready_callback(self, shard: int) -> Callable[[], None]:
         def ready() -> None:
+            self._readies[shard] += 1
             self._maybe.add(shard)
             self._wake.set()
 
@@ -90,13 +93,16 @@ class ShardedClaimer:
             self._wake.clear()
             listed = shard in self.presence.active
             self.presence.used(shard)  # before the call: a lost reply may leave items there
+            readies = self._readies[shard]
             fetched = await self._parts[shard].scripts.fetch(self._id, left)
             if not fetched.raws and not listed:
                 del self.presence.active[shard]  # the reply came and nothing moved
             elif shard not in self.presence.beating:
                 await self._beat_first(shard)
-            if len(fetched.raws) < left:
-                self._maybe.discard(shard)  # empty now: its next 'ready' brings it back
+            if len(fetched.raws) < left and self._readies[shard] == readies:
+                # Empty now: its next 'ready' brings it back (one that came during the call may announce
+                # items pushed after the FETCH ran, so the shard stays marked then).
+                self._maybe.discard(shard)
             if fetched.next_due is not None:
                 self._due[shard] = time.monotonic() + fetched.next_due
             if fetched.raws:
@@ -108,6 +114,8 @@ class ShardedClaimer:
         return []
 
     async def _idle(self, stopping: asyncio.Event) -> None:
+        # No await since claim() saw nothing to look at: a wake set before now has been acted on.
+        self._wake.clear()
         now = time.monotonic()
         timeout = min([self.block_timeout, *(due - now for due in self._due.values())])
         try:
@@ -187,6 +195,10 @@ class ShardedClaimer:
         self._maybe.update(range(len(self._parts)))  # after an outage, look everywhere again
 
     async def report_wrong_type(self) -> None:
+        """Name, once per outage, a shard's queue key that another program filled with the wrong type."""
+        if self._wrong_type_reported:
+            return
+        self._wrong_type_reported = True
         for part in self._parts:
             with contextlib.suppress(RedisError, OSError):
                 kind = await part.client.type(part.keys.queue)
@@ -194,7 +206,7 @@ class ShardedClaimer:
                     log.error("key %s holds a %r, not a list: another program wrote it", part.keys.queue, kind)
 
     def claimed(self) -> None:
-        pass
+        self._wrong_type_reported = False
 
     async def close(self, *, remove: bool = True) -> None:
         """Stop listening; with ``remove`` (a clean leave, lists given back), drop our other shards' heartbeats."""
