@@ -128,7 +128,9 @@ class Puts:
         wanted = self._replication.min_replicas
         try:
             if not wanted:
-                taken, flags = await self._scripts.put(self._producer_id, seq, values, self.maxsize, options=options)
+                taken, flags = await self._scripts.put_items(
+                    self._producer_id, seq, values, self.maxsize, options=options
+                )
             else:
                 taken, flags = await self._send_replicated(seq, values, options)
         except ShutDownRefusal:

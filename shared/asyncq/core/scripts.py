@@ -113,7 +113,12 @@ class Scripts:
         taken, flags = reply
         return int(taken), flags.decode() if isinstance(flags, bytes) else str(flags)
 
-    async def put(
+    async def put(self, producer: str, seq: int, raws: Sequence[bytes], maxsize: int) -> int:
+        """Push what fits under ``maxsize``; returns how many. A resent ``seq`` is recognised, not pushed."""
+        taken, _ = await self.put_items(producer, seq, raws, maxsize)
+        return taken
+
+    async def put_items(
         self, producer: str, seq: int, values: Sequence[bytes | str | int], maxsize: int, *, options: bool = False
     ) -> tuple[int, str]:
         """Add what fits under ``maxsize``: (how many were taken from the front, a flag per item with
