@@ -19,7 +19,7 @@ key                                 type    contents
                                             on the left
 ``asyncq:{NAME}:unfinished``        string  items put and not yet done: what ``join()`` waits for
 ``asyncq:{NAME}:totals``            hash    counters: enqueued, processed, failed, retried, dead,
-                                            recovered
+                                            recovered, dropped (by ``shutdown(immediate=True)``)
 ``asyncq:{NAME}:full``              string  set (with a TTL) while a producer waits for room
 ``asyncq:{NAME}:sweep-lock``        string  held by the consumer running the recovery sweep (TTL)
 ``asyncq:{NAME}:producer:<id>``     string  ``seq:pushed`` of producer ``<id>``'s last batch, so a batch

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 from collections.abc import Iterable
@@ -21,12 +20,12 @@ from asyncq.core.backoff import retrying
 from asyncq.core.closing import QueueShutDown, ShutdownWatch
 from asyncq.core.codec import Codec, JsonCodec
 from asyncq.core.connection import TLSOptions
-from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message, encode, key_json
+from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message
 from asyncq.core.errors import QueueClosed
 from asyncq.core.keys import check_name
 from asyncq.core.producing import PutItem, Replication
+from asyncq.core.putting import Putter
 from asyncq.core.retries import RetryPolicy
-from asyncq.core.scripts import ShutDownRefusal
 from asyncq.core.shards import Shards
 from asyncq.core.spread import Spread
 from asyncq.core.urls import resolve_url
@@ -75,7 +74,6 @@ class RedisQueue(Generic[T]):
         if maxsize < 0 or prefetch < 0 or batch_size < 1 or shards < 1:
             raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
         self.codec: Codec[Any] = codec or JsonCodec()
-        self.dedup_ttl = _seconds("dedup_ttl", dedup_ttl)
         check_name(name)
         self.name = name
         self.url = resolve_url(url)
@@ -91,9 +89,11 @@ class RedisQueue(Generic[T]):
         self.stats = ConsumerStats()
         replication = Replication(min_replicas, replica_timeout)
         self._puts = Spread(self.shards, producer_id=self.consumer_id, maxsize=maxsize, replication=replication)
+        self._putter = Putter(
+            self._puts, name=name, max_item_bytes=max_item_bytes, dedup_ttl=dedup_ttl, ready=self._check_layout
+        )
         self._consuming: ConsumerSession | None = None
         self._closed = False
-        self._nowait: set[asyncio.Task[bool]] = set()  # put_nowait()'s puts, referenced until done
         self._layout_lock = asyncio.Lock()
 
     @property
@@ -143,7 +143,7 @@ class RedisQueue(Generic[T]):
         queue is shut down. Through an outage or failover the put is retried until it succeeds (forever:
         bound it with ``asyncio.timeout`` if you must); a refusal (NOPERM, ...) is raised here. A retried put
         never enqueues twice; cancelling a put whose batch is already in flight may still enqueue it."""
-        return await self._send(self._put_item(item, delay, key, dedup_ttl))
+        return await self._putter.send(self._put_item(item, delay, key, dedup_ttl))
 
     async def put_many(
         self, items: Iterable[T], *, keys: Iterable[str | None] | None = None, delay: float | None = None
@@ -154,52 +154,18 @@ class RedisQueue(Generic[T]):
             put_items = [self._put_item(item, delay, None, None) for item in items]
         else:
             put_items = [self._put_item(i, delay, k, None) for i, k in zip(items, keys, strict=True)]
-        self._check_open_for_puts()
-        await self._check_layout()
-        try:
-            await asyncio.gather(*(self._puts.submit(put_item) for put_item in put_items))
-        except ShutDownRefusal as exc:
-            raise QueueShutDown("the queue was shut down") from exc
-        return sum(put_item.accepted for put_item in put_items)
+        return await self._putter.send_many(put_items)
 
     def put_nowait(self, item: T, *, delay: float | None = None, key: str | None = None) -> None:
         """Put without waiting: raises ``asyncio.QueueFull`` if this process knows the queue is full (its last
         put found no room under ``maxsize``), ``QueueShutDown`` if it knows it is shut down; otherwise the put
         is sent in the background, and ``flush()`` waits for it. Whether a keyed put was a duplicate, and a
         failure Redis reports later, are not returned: they are logged."""
-        put_item = self._put_item(item, delay, key, None)
-        if self._puts.known_full:
-            raise asyncio.QueueFull
-        task = asyncio.create_task(self._send(put_item), name="asyncq-put-nowait")
-        self._nowait.add(task)
-        task.add_done_callback(self._put_done)
-
-    def _put_done(self, task: asyncio.Task[bool]) -> None:
-        self._nowait.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("put_nowait(): the put failed: %s", exc)
+        self._putter.nowait(self._put_item(item, delay, key, None))
 
     def _put_item(self, item: T, delay: float | None, key: str | None, dedup_ttl: float | None) -> PutItem:
         self._check_open_for_puts()
-        if key is not None and (type(key) is not str or not key):
-            raise TypeError("key must be a non-empty string")
-        raw = encode(self._payload(item), max_bytes=self.max_item_bytes, queue=self.name, key=key)
-        ttl = self.dedup_ttl if dedup_ttl is None else _seconds("dedup_ttl", dedup_ttl)
-        return PutItem(
-            raw,
-            delay_ms=math.ceil(_seconds("delay", delay or 0.0) * 1000),
-            key="" if key is None else key_json(key)[1:-1],
-            ttl_ms=math.ceil(ttl * 1000),
-        )
-
-    async def _send(self, put_item: PutItem) -> bool:
-        if not self.shards.checked:
-            await self._check_layout()  # under a FIFO lock: put_nowait()'s puts reach the batcher in call order
-        try:
-            await self._puts.submit(put_item)
-        except ShutDownRefusal as exc:
-            raise QueueShutDown("the queue was shut down") from exc
-        return put_item.accepted
+        return self._putter.item(self._payload(item), delay, key, dedup_ttl)
 
     def _payload(self, item: T) -> Any:
         """The JSON value stored for ``item``."""
@@ -315,9 +281,7 @@ class RedisQueue(Generic[T]):
 
     async def flush(self) -> None:
         """Wait until every put and acknowledgement made so far has reached Redis."""
-        await self._puts.flush()
-        if self._nowait:
-            await asyncio.wait(set(self._nowait))
+        await self._putter.flush()
         if self._consuming is not None:
             await self._consuming.holdings.acks.flush()
 
@@ -354,11 +318,5 @@ class RedisQueue(Generic[T]):
 
     def _check_open_for_puts(self) -> None:
         self._check_not_closed()
-        if self._puts.shut_down:
+        if self._putter.shut_down:
             raise QueueShutDown("the queue was shut down")
-
-
-def _seconds(what: str, value: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0, not {value!r}")
-    return float(value)
