@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mypy import api
 
-SNIPPET = '''
+SNIPPET = """
 from dataclasses import dataclass
 from asyncq import RedisLifoQueue, RedisPriorityQueue, RedisQueue
 
@@ -21,7 +21,7 @@ async def f() -> None:
     p = RedisPriorityQueue[Order]("y")
     reveal_type(await p.get())
     reveal_type(RedisLifoQueue[int]("z").get_nowait())
-'''
+"""
 
 
 def test_mypy_sees_the_item_type(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from asyncq.core.errors import QueueClosed
 from asyncq.core.events import Events
 from asyncq.core.failures import NotReplicated, is_out_of_memory, is_transient
 from asyncq.core.keys import Keys
-from asyncq.core.scripts import Scripts, ShutDownRefusal
+from asyncq.core.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Replication:
             raise ValueError("min_replicas must be >= 0 and replica_timeout > 0")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PutItem:
     """One put: the envelope, with its options (``delay_ms`` > 0: scheduled; ``key``: the idempotency key's JSON
     text without its quotes; ``ttl_ms``: how long the key is remembered once done). ``accepted`` is False once
@@ -80,7 +80,6 @@ class Puts:
         self._replication = replication
         self._sent_any = False
         self.known_full = False  # the last batch found no room (put_nowait's QueueFull)
-        self.shut_down = False  # PUT refused a batch: the queue is shut down
         self._batcher: Batcher[PutItem] = Batcher(
             "put",
             self._send,
@@ -122,20 +121,19 @@ class Puts:
     async def _send(self, items: list[PutItem], seq: int) -> int:
         self._sent_any = True
         options = not all(item.plain for item in items)
-        values: list[bytes | str | int] = []
-        for item in items:
-            values += (item.raw, item.delay_ms, item.key, item.ttl_ms) if options else (item.raw,)
+        values: list[bytes | str | int]
+        if options:
+            values = []
+            for item in items:
+                values += (item.raw, item.delay_ms, item.key, item.ttl_ms)
+        else:
+            values = [item.raw for item in items]
         wanted = self._replication.min_replicas
-        try:
-            if not wanted:
-                taken, flags = await self._scripts.put_items(
-                    self._producer_id, seq, values, self.maxsize, options=options
-                )
-            else:
-                taken, flags = await self._send_replicated(seq, values, options)
-        except ShutDownRefusal:
-            self.shut_down = True
-            raise
+        # A queue shut down refuses the batch (ShutDownRefusal): not transient, its callers get it.
+        if not wanted:
+            taken, flags = await self._scripts.put_items(self._producer_id, seq, values, self.maxsize, options=options)
+        else:
+            taken, flags = await self._send_replicated(seq, values, options)
         for item, flag in zip(items, flags, strict=False):
             item.accepted = flag == "1"
         self.known_full = taken < len(items)

@@ -39,14 +39,12 @@ class Putter:
         self.dedup_ttl = seconds("dedup_ttl", dedup_ttl)
         self._ready = ready
         self._nowait: set[asyncio.Task[bool]] = set()  # put_nowait()'s puts, referenced until done
-
-    @property
-    def shut_down(self) -> bool:
-        """A PUT of this process was refused: the queue is shut down."""
-        return self._spread.shut_down
+        self.shut_down = False  # a PUT of this process was refused: the queue is shut down
 
     def item(self, payload: Any, delay: float | None, key: str | None, dedup_ttl: float | None) -> PutItem:
         """The put of ``payload`` (a JSON value) with its options; raises before anything reaches Redis."""
+        if key is None and not delay and dedup_ttl is None:  # the plain put: the hot path
+            return PutItem(encode(payload, max_bytes=self._max_item_bytes, queue=self._name))
         if key is not None and (type(key) is not str or not key):
             raise TypeError("key must be a non-empty string")
         raw = encode(payload, max_bytes=self._max_item_bytes, queue=self._name, key=key)
@@ -64,6 +62,7 @@ class Putter:
         try:
             await self._spread.submit(put_item)
         except ShutDownRefusal as exc:
+            self.shut_down = True
             raise QueueShutDown("the queue was shut down") from exc
         return put_item.accepted
 
@@ -73,6 +72,7 @@ class Putter:
         try:
             await asyncio.gather(*(self._spread.submit(put_item) for put_item in put_items))
         except ShutDownRefusal as exc:
+            self.shut_down = True
             raise QueueShutDown("the queue was shut down") from exc
         return sum(put_item.accepted for put_item in put_items)
 

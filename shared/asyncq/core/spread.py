@@ -52,10 +52,6 @@ class Spread:
         """A shard's last batch found no room (with maxsize): what put_nowait() calls full."""
         return self.maxsize > 0 and any(puts.known_full for puts in self._puts)
 
-    @property
-    def shut_down(self) -> bool:
-        return any(puts.shut_down for puts in self._puts)
-
     async def flush(self) -> None:
         for puts in self._puts:
             await puts.flush()
