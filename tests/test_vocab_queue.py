@@ -261,7 +261,7 @@ async def test_shutdown_immediate_drops_what_waits_and_join_returns(
         assert held == 0
         snap = await snapshot.take(redis, queue_name)
         assert (snap.depth, snap.scheduled, snap.unfinished, snap.shutdown) == (0, 0, 0, "immediate")
-        assert snap.totals["dropped"] == dropped
+        assert snap.totals["dropped"] == dropped + 3
         assert await redis.hlen(Keys(queue_name).dedup) == 0
 
 

@@ -233,11 +233,14 @@ class Fetcher:
         """After an empty claim: once the queue is shut down and empty, getters raise ``QueueShutDown``; shut
         down with ``immediate``, at once, and what this process claimed and did not hand out is dropped too."""
         status = await watch.status()
-        if status is Status.IMMEDIATE and self._ended is not Status.IMMEDIATE:
-            if self.buffer:
-                log.warning("dropped %d claimed item(s): the queue was shut down (immediate)", len(self.buffer))
-            while self.buffer:
-                self._holdings.acks.submit(self.buffer.popleft())
+        if status is Status.IMMEDIATE and self.buffer:
+            # Given back, then dropped by SHUTDOWN like everything else that waits: counted as dropped.
+            dropped = len(self.buffer)
+            self.buffer.clear()
+            await self._claimer.release(lambda shard: list(self._holdings.raws(shard)))
+            for scripts in self._scripts:
+                await scripts.shutdown(immediate=True)
+            log.warning("dropped %d claimed item(s): the queue was shut down (immediate)", dropped)
         self._ended = status if status in (Status.DRAINED, Status.IMMEDIATE) else None
         if self._ended is not None:
             self._wake_all()
