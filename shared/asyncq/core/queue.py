@@ -24,7 +24,7 @@ from asyncq.core.envelope import DEFAULT_MAX_ITEM_BYTES, Message
 from asyncq.core.errors import QueueClosed
 from asyncq.core.keys import check_name
 from asyncq.core.producing import PutItem, Replication
-from asyncq.core.putting import Putter
+from asyncq.core.putting import Putter, seconds
 from asyncq.core.retries import RetryPolicy
 from asyncq.core.shards import Shards
 from asyncq.core.spread import Spread
@@ -73,6 +73,7 @@ class RedisQueue(Generic[T]):
     ) -> None:
         if maxsize < 0 or prefetch < 0 or batch_size < 1 or shards < 1:
             raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
+        seconds("dedup_ttl", dedup_ttl)  # before any client is made
         self.codec: Codec[Any] = codec or JsonCodec()
         check_name(name)
         self.name = name
