@@ -33,10 +33,11 @@ class Status(Enum):
 
 
 class ShutdownWatch:
-    """What one process knows of its queue's shutdown; looks in Redis at most every ``every`` seconds while it
-    sees the queue open (one GET, and only when a claim came back empty)."""
+    """What one process knows of its queue's shutdown. The ``shutdown`` notification (and every (re)subscribe)
+    makes it look at once; otherwise it looks at most every ``every`` seconds while it sees the queue open
+    (one GET, and only when a claim came back empty): the safety net for a lost notification."""
 
-    def __init__(self, parts: list[Shard], *, every: float = 1.0) -> None:
+    def __init__(self, parts: list[Shard], *, every: float = 5.0) -> None:
         self._parts = parts
         self._every = every
         self._mode: str | None = None

@@ -85,7 +85,7 @@ class Events:
                 self._subscribed.set()
                 self._ready()  # what arrived while we were not listening: look once
                 if self.on_wake is not None:
-                    self.on_wake("due")
+                    self.on_wake("shutdown")  # a due time or a shutdown may have been missed: look again
                 outage.recovered()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(timeout=0.25)  # bounds how long close() waits
