@@ -82,6 +82,15 @@ def queue_name() -> str:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A plain redis-server of this test's own (counted commands, ACL users: nothing else shares it)."""
+    server = EmbeddedRedis()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
 def private_redis() -> Iterator[EmbeddedRedis]:
     """A redis-server of this test's own, for tests that restart or reconfigure it."""
     server = EmbeddedRedis("--appendonly", "yes", "--appendfsync", "always")

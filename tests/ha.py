@@ -238,7 +238,30 @@ class Migration:
         return self.moved
 
 
-class LocalCluster:
+class _Deployment:
+    """A context manager of servers: started on enter (closed again if that fails), closed on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class LocalCluster(_Deployment):
     """``masters`` masters with ``replicas`` replicas each, as real ``redis-server --cluster-enabled yes`` processes.
 
     >>> with LocalCluster() as cluster:
@@ -314,19 +337,6 @@ class LocalCluster:
                 with contextlib.suppress(Exception):
                     node.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- what the cluster looks like --
 
@@ -654,7 +664,7 @@ class Paused:
         return self._resumed.wait(timeout)
 
 
-class LocalSentinel:
+class LocalSentinel(_Deployment):
     """One master, one replica (``--replicaof``) and three sentinels monitoring them as ``service``.
 
     ``password`` sets requirepass + masterauth on the data nodes and ``sentinel auth-pass`` in the sentinels;
@@ -757,19 +767,6 @@ class LocalSentinel:
             with contextlib.suppress(Exception):
                 proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- addresses --
 

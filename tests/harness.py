@@ -235,3 +235,13 @@ def build_image(tag: str) -> None:
         timeout=900,
     )
     assert done.returncode == 0, f"docker build failed (see scripts/provision-docker.sh):\n{done.stderr}"
+
+
+def commands_per_second(client: Any, window: float) -> float:
+    """Commands per second a Redis processed over ``window`` seconds (``total_commands_processed``, which counts
+    the commands scripts run too; the two INFO calls taken out)."""
+    before = int(client.info("stats")["total_commands_processed"])
+    started = time.monotonic()
+    time.sleep(window)  # a measurement window, not a wait for a condition
+    after = int(client.info("stats")["total_commands_processed"])
+    return (after - before - 1) / (time.monotonic() - started)

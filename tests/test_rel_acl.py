@@ -49,22 +49,14 @@ def documented_rules() -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddedRedis]:
-    srv = EmbeddedRedis()
-    srv.start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture
-def admin(server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(server.url)
+def admin(own_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(own_redis.url)
     yield client
     client.close()
 
 
-def _url(server: EmbeddedRedis, role: str) -> str:
-    return f"redis://asyncq-{role}:{PASSWORDS[role]}@127.0.0.1:{server.port}/0"
+def _url(own_redis: EmbeddedRedis, role: str) -> str:
+    return f"redis://asyncq-{role}:{PASSWORDS[role]}@127.0.0.1:{own_redis.port}/0"
 
 
 def _setuser(admin: redis.Redis, role: str, rules: list[str]) -> None:
@@ -79,9 +71,9 @@ def _refusals(admin: redis.Redis) -> list[tuple[str, str, str]]:
     return out
 
 
-def _record_env(server: EmbeddedRedis) -> dict[str, str]:
+def _record_env(own_redis: EmbeddedRedis) -> dict[str, str]:
     # The recording handler writes outside the queue's keys: through the default user, in database 1.
-    return {"FAULT_RECORD_URL": f"redis://127.0.0.1:{server.port}/1", "FAULT_RECORD_KEY": QUEUE}
+    return {"FAULT_RECORD_URL": f"redis://127.0.0.1:{own_redis.port}/1", "FAULT_RECORD_KEY": QUEUE}
 
 
 def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
@@ -92,14 +84,14 @@ def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
 
 @pytest.mark.timeout(120)
 def test_documented_least_privilege_users_run_every_cli(
-    server: EmbeddedRedis, admin: redis.Redis, tmp_path: Path
+    own_redis: EmbeddedRedis, admin: redis.Redis, tmp_path: Path
 ) -> None:
     rules = documented_rules()
     for role, rule in rules.items():
         _setuser(admin, role, rule)
     admin.execute_command("ACL", "LOG", "RESET")
-    producer, consumer, operator = (_url(server, r) for r in ("producer", "consumer", "operator"))
-    record = redis.Redis.from_url(f"redis://127.0.0.1:{server.port}/1")
+    producer, consumer, operator = (_url(own_redis, r) for r in ("producer", "consumer", "operator"))
+    record = redis.Redis.from_url(f"redis://127.0.0.1:{own_redis.port}/1")
 
     # Producer, then a consumer that drains (successes, one retry, one rejection to the dead letters).
     produced = run("producer", ["--queue", QUEUE, "--count", "20", "--size", "16", "--no-wait", "-v"], producer)
@@ -123,7 +115,7 @@ def test_documented_least_privilege_users_run_every_cli(
         ["--queue", QUEUE, "--drain", "--handler", "tests.fault_handlers:behave", "--retry-base", "0.1"],
         consumer,
         timeout=60,
-        **_record_env(server),
+        **_record_env(own_redis),
     )
     _ok(drain, "consumer --drain")
     assert len(counts(record, QUEUE)) == 21, counts(record, QUEUE)  # 20 + the flaky one; the doomed one is dead
@@ -169,9 +161,9 @@ def test_documented_least_privilege_users_run_every_cli(
 
 
 @pytest.mark.timeout(60)
-def test_producer_user_cannot_consume(server: EmbeddedRedis, admin: redis.Redis) -> None:
+def test_producer_user_cannot_consume(own_redis: EmbeddedRedis, admin: redis.Redis) -> None:
     _setuser(admin, "producer", documented_rules()["producer"])
-    producer = _url(server, "producer")
+    producer = _url(own_redis, "producer")
     _ok(run("producer", ["--queue", QUEUE, "--count", "3", "--no-wait"], producer), "producer")
     admin.execute_command("ACL", "LOG", "RESET")
     try:
@@ -205,10 +197,10 @@ MISSING = [
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("role", "minus"), MISSING)
 def test_missing_permission_exits_1_with_one_line(
-    server: EmbeddedRedis, admin: redis.Redis, role: str, minus: list[str]
+    own_redis: EmbeddedRedis, admin: redis.Redis, role: str, minus: list[str]
 ) -> None:
     _setuser(admin, role, [*documented_rules()[role], *minus])
-    url = _url(server, role)
+    url = _url(own_redis, role)
     if role == "consumer":
         admin.lpush(KEYS.queue, '{"attempts":0,"id":"x-1","enqueued_at":1,"payload":1}')
         admin.incr(KEYS.unfinished)

@@ -11,7 +11,6 @@ every consumer swept every other one each interval: K^2 RECOVER calls per interv
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,32 +19,12 @@ import redis
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, start, wait_until
+from tests.harness import commands_per_second
 
 K = 3
 HEARTBEAT = "0.5"  # a short interval makes each window cover many sweeps
 WINDOW = 6.0  # seconds of measurement: 12 heartbeat intervals
 LINEAR = 1.5  # per-consumer cost at 4K may be at most this many times the cost at K
-
-
-@pytest.fixture
-def server() -> Iterator[EmbeddedRedis]:
-    srv = EmbeddedRedis()
-    srv.start()
-    yield srv
-    srv.cleanup()
-
-
-def _commands(client: redis.Redis) -> int:
-    return int(client.info("stats")["total_commands_processed"])
-
-
-def _rate(client: redis.Redis) -> float:
-    """Commands per second Redis processed over WINDOW (the two INFO calls taken out)."""
-    before = _commands(client)
-    started = time.monotonic()
-    time.sleep(WINDOW)  # a measurement window, not a wait for a condition
-    after = _commands(client)
-    return (after - before - 1) / (time.monotonic() - started)
 
 
 def _heartbeats(client: redis.Redis, keys: Keys) -> int:
@@ -54,10 +33,10 @@ def _heartbeats(client: redis.Redis, keys: Keys) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_idle_consumers_cost_redis_linearly(server: EmbeddedRedis, tmp_path: Path) -> None:
+def test_idle_consumers_cost_redis_linearly(own_redis: EmbeddedRedis, tmp_path: Path) -> None:
     queue = "idle"
     keys = Keys(queue)
-    client = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(own_redis.url)
     consumers: list[Proc] = []
     rates: dict[int, float] = {}
     try:
@@ -65,12 +44,12 @@ def test_idle_consumers_cost_redis_linearly(server: EmbeddedRedis, tmp_path: Pat
             while len(consumers) < total:
                 n = len(consumers)
                 args = ["--queue", queue, "--heartbeat", HEARTBEAT, "--concurrency", "1", "--work", "0"]
-                consumers.append(start("consumer", args, server.url, tmp_path, f"consumer-{n}"))
+                consumers.append(start("consumer", args, own_redis.url, tmp_path, f"consumer-{n}"))
             wait_until(lambda t=total: _heartbeats(client, keys) == t, 60, f"{total} consumer heartbeats")
             # Each consumer sweeps once at start: let one more interval pass, then every one is in its loop.
             wait_until(lambda t=total: client.scard(keys.consumers) == t, 10, f"{total} registered consumers")
             time.sleep(2 * float(HEARTBEAT))
-            rates[total] = _rate(client)
+            rates[total] = commands_per_second(client, WINDOW)
         for proc in consumers:
             assert proc.terminate() == 0, proc.describe()
     finally:

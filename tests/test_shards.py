@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from asyncq.core.keys import shard_keys
 from asyncq.core.scripts import Scripts
 from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import Proc, run, start, wait_until
-from tests.harness import async_wait_until
+from tests.harness import async_wait_until, commands_per_second
 
 SHARDS = 4
 
@@ -282,27 +282,6 @@ WINDOW = 8.0  # seconds of measurement: 4 heartbeat intervals, 4 block timeouts
 CLOSE = 1.5  # a 12-shard idle consumer may cost at most this many times a 1-shard one
 
 
-@pytest.fixture
-def server() -> Iterator[EmbeddedRedis]:
-    srv = EmbeddedRedis()
-    srv.start()
-    yield srv
-    srv.cleanup()
-
-
-def _commands(client: redis.Redis) -> int:
-    return int(client.info("stats")["total_commands_processed"])
-
-
-def _rate(client: redis.Redis) -> float:
-    """Commands per second Redis processed over WINDOW (the two INFO calls taken out)."""
-    before = _commands(client)
-    started = time.monotonic()
-    time.sleep(WINDOW)  # a measurement window, not a wait for a condition
-    after = _commands(client)
-    return (after - before - 1) / (time.monotonic() - started)
-
-
 def _heartbeats(client: redis.Redis, name: str, shards: int) -> list[int]:
     """Live consumer heartbeats on each shard."""
     return [sum(1 for _ in client.scan_iter(match=k.heartbeat_pattern, count=1000)) for k in shard_keys(name, shards)]
@@ -319,7 +298,7 @@ def _idle_rate(client: redis.Redis, url: str, shards: int, tmp_path: Path) -> tu
     wait_until(lambda: _heartbeats(client, name, shards)[0] == K, 60, f"{K} heartbeats on shard 0")
     time.sleep(2 * float(HEARTBEAT))
     client.config_resetstat()
-    rate = _rate(client)
+    rate = commands_per_second(client, WINDOW)
     stats = client.info("commandstats")
     calls = {name[len("cmdstat_") :]: int(row["calls"]) for name, row in stats.items() if isinstance(row, dict)}
     for proc in consumers:
@@ -329,11 +308,11 @@ def _idle_rate(client: redis.Redis, url: str, shards: int, tmp_path: Path) -> tu
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_an_idle_consumer_of_12_shards_costs_about_one_of_1_shard(server: EmbeddedRedis, tmp_path: Path) -> None:
-    client = redis.Redis.from_url(server.url)
+def test_an_idle_consumer_of_12_shards_costs_about_one_of_1_shard(own_redis: EmbeddedRedis, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(own_redis.url)
     try:
-        one_rate, one_calls = _idle_rate(client, server.url, 1, tmp_path)
-        twelve_rate, twelve_calls = _idle_rate(client, server.url, 12, tmp_path)
+        one_rate, one_calls = _idle_rate(client, own_redis.url, 1, tmp_path)
+        twelve_rate, twelve_calls = _idle_rate(client, own_redis.url, 12, tmp_path)
     finally:
         client.close()
     one, twelve = one_rate / K, twelve_rate / K
