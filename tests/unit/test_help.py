@@ -54,7 +54,7 @@ def test_help_is_clean(app: typer.Typer, command: list[str]) -> None:
 
 def test_defaults_are_shown() -> None:
     consumer = _rows(_help(consumer_app, []))
-    assert "[default: (--concurrency)]" in consumer["--prefetch"]
+    assert "[default: (adapts to the backlog)]" in consumer["--prefetch"]
     assert "[default: (no limit)]" in consumer["--timeout"]
     health = _rows(_help(asyncq_app, ["health"]))
     assert "[default: (this host's name)]" in health["--host"]

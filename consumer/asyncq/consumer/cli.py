@@ -117,8 +117,9 @@ def main(
             envvar="ASYNCQ_PREFETCH",
             min=0,
             metavar="N",
-            show_default="--concurrency",
-            help="Items claimed from Redis beyond those being handled, so the next ones are at hand.",
+            show_default="adapts to the backlog",
+            help="Items claimed from Redis beyond those being handled, so the next ones are at hand "
+            "(default: grows while handlers wait on Redis with a backlog, up to 500; shrinks when it runs dry).",
         ),
     ] = None,
     heartbeat: Annotated[
@@ -176,7 +177,7 @@ def main(
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with conn.opened(
-            prefetch=concurrency if prefetch is None else prefetch,
+            prefetch=prefetch,
             retry=retry,
             heartbeat_interval=heartbeat,
             max_item_bytes=max_item_bytes,

@@ -21,6 +21,7 @@ from asyncq.consuming.burial import bury
 from asyncq.consuming.claimer import Claiming
 from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.lease import Lease
+from asyncq.consuming.prefetch import Prefetch
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.core.backoff import Outage
 from asyncq.core.closing import QueueShutDown, ShutdownWatch, Status
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 class Fetcher:
-    """Keeps ``buffer`` filled for the waiting getters plus ``prefetch`` more, at most ``batch_size`` per trip."""
+    """Keeps ``buffer`` filled for the waiting getters plus ``prefetch`` more (``asyncq.consuming.prefetch``),
+    at most ``batch_size`` per trip."""
 
     def __init__(
         self,
@@ -46,7 +48,7 @@ class Fetcher:
         lease: Lease,
         retry: RetryPolicy,
         stats: ConsumerStats,
-        prefetch: int,
+        prefetch: Prefetch,
         batch_size: int,
         shutdown: ShutdownWatch | None = None,
     ) -> None:
@@ -96,7 +98,7 @@ class Fetcher:
             self._wake.set()  # the fetcher reconciles after a lapse
             await self._lease.changed(self._claimer.block_timeout)
         message = self.buffer.popleft()
-        if self.prefetch or self._getters:
+        if self.prefetch.value or self._getters:
             self._wake.set()  # refill: the buffer's count no longer hides the getters still waiting
         return message
 
@@ -132,7 +134,7 @@ class Fetcher:
                 getter.set_result(None)
 
     def _want(self) -> int:
-        return min(self._batch_size, len(self._getters) + self.prefetch - len(self.buffer))
+        return min(self._batch_size, len(self._getters) + self.prefetch.value - len(self.buffer))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -223,8 +225,10 @@ class Fetcher:
             if self._want() <= 0 and not self._stop.is_set():
                 await self._wake.wait()
             return
-        claimed = await self._claimer.claim(self._want(), self._stop)
+        want = self._want()
+        claimed = await self._claimer.claim(want, self._stop)
         self._claimer.claimed()
+        self.prefetch.claimed(want, len(claimed), starved=bool(self._getters))
         self._deliver(claimed)
         if not claimed and self._shutdown is not None:
             await self._look_at_shutdown(self._shutdown)

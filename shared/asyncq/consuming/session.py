@@ -22,6 +22,7 @@ from asyncq.consuming.claimer import Claimer
 from asyncq.consuming.fetcher import Fetcher
 from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.liveness import Liveness
+from asyncq.consuming.prefetch import Prefetch
 from asyncq.consuming.sharded_claimer import Presence, ShardedClaimer
 from asyncq.consuming.stats import ConsumerStats
 from asyncq.consuming.sweep import Sweeper
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 class ConsumeSettings:
     """How a RedisQueue consumes: see its constructor."""
 
-    prefetch: int
+    prefetch: int | None  # None: adaptive (asyncq.consuming.prefetch)
     batch_size: int
     block_timeout: float
     heartbeat_interval: float
@@ -99,7 +100,7 @@ class ConsumerSession:
             lease=self.liveness.lease,
             retry=settings.retry,
             stats=stats,
-            prefetch=settings.prefetch,
+            prefetch=Prefetch(settings.prefetch, ceiling=settings.batch_size),
             batch_size=settings.batch_size,
             shutdown=self.shutdown,
         )

@@ -38,7 +38,8 @@ class RedisQueue(Generic[T]):
     """A FIFO queue shared by every process that opens the same ``name`` on the same Redis.
 
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
-    ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls.
+    ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls; by
+    default (None) it follows the backlog, from 0 up to ``batch_size`` (``asyncq.consuming.prefetch``).
     ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
     and how long a failed one waits. With ``min_replicas`` N > 0, ``put()`` returns only once N replicas
     hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
@@ -62,7 +63,7 @@ class RedisQueue(Generic[T]):
         retry: RetryPolicy | None = None,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
-        prefetch: int = 0,
+        prefetch: int | None = None,
         batch_size: int = 500,
         heartbeat_interval: float = 2.0,
         block_timeout: float = 2.0,
@@ -71,7 +72,7 @@ class RedisQueue(Generic[T]):
         codec: Codec[Any] | None = None,
         dedup_ttl: float = 0.0,
     ) -> None:
-        if maxsize < 0 or prefetch < 0 or batch_size < 1 or shards < 1:
+        if maxsize < 0 or (prefetch is not None and prefetch < 0) or batch_size < 1 or shards < 1:
             raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
         seconds("dedup_ttl", dedup_ttl)  # before any client is made
         self.codec: Codec[Any] = codec or JsonCodec()

@@ -1,0 +1,36 @@
+"""How far ahead of its ``get()`` callers a consuming process claims: a fixed number when the user set one,
+else a number that follows the backlog.
+
+The adaptive rule looks at each claim as it returns. A claim that came back full (the queue had at least as
+many) while getters were waiting for it means the handlers were idle on a round trip: claim twice as far
+ahead next time, up to ``ceiling`` (the batch size). A claim that came back short means the queue ran dry:
+halve the distance, down to ``floor``. Slow handlers never leave getters waiting on a full claim, so a
+process whose handlers are busy keeps claiming only for them and leaves the rest of the queue to the other
+consumers; a process that outruns its claims soon fetches a batch per round trip.
+"""
+
+from __future__ import annotations
+
+_FIRST_STEP = 16  # the first growth from 0: a claim of a few items is mostly round trip
+
+
+class Prefetch:
+    """``value`` items beyond the waiting getters; ``fixed`` (a number) disables adaptation."""
+
+    def __init__(self, fixed: int | None, *, ceiling: int, floor: int = 0) -> None:
+        self.adaptive = fixed is None
+        self.floor = floor if fixed is None else fixed
+        self.ceiling = max(self.floor, ceiling)
+        self.value = self.floor
+
+    def __int__(self) -> int:
+        return self.value
+
+    def claimed(self, wanted: int, got: int, *, starved: bool) -> None:
+        """A claim of ``wanted`` items returned ``got``; ``starved``: getters were waiting on it."""
+        if not self.adaptive or wanted <= 0:
+            return
+        if got >= wanted and starved:
+            self.value = min(self.ceiling, max(_FIRST_STEP, self.value * 2))
+        elif got < wanted:
+            self.value = max(self.floor, self.value // 2)
