@@ -118,8 +118,7 @@ def main(
             min=0,
             metavar="N",
             show_default="adapts to the backlog",
-            help="Items claimed from Redis beyond those being handled, so the next ones are at hand "
-            "(default: grows while handlers wait on Redis with a backlog, up to 500; shrinks when it runs dry).",
+            help="Items claimed beyond those being handled. Default: grows while handlers wait on Redis.",
         ),
     ] = None,
     heartbeat: Annotated[
