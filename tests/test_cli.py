@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from asyncq.core.envelope import decode
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis, free_port
 from tests.harness import ADDED_LINE, run, start
@@ -127,7 +128,7 @@ async def test_dead_letters_list_requeue_purge(redis: aioredis.Redis, redis_url:
     requeued = run("asyncq", ["dead-letters", "requeue", "--queue", queue_name, one], redis_url=redis_url)
     assert requeued.returncode == 0 and "requeued 1 item" in requeued.stdout
     assert await redis.llen(keys.queue) == 1
-    assert json.loads(await redis.lindex(keys.queue, 0))["attempts"] == 0
+    assert decode(await redis.lindex(keys.queue, 0)).attempts == 0
     missing = run("asyncq", ["dead-letters", "requeue", "--queue", queue_name, "nope"], redis_url=redis_url)
     assert missing.returncode == 1 and "no dead letter with id: nope" in missing.stderr
     purged = run("asyncq", ["dead-letters", "purge", "--queue", queue_name, "--yes"], redis_url=redis_url)

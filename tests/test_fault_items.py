@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from asyncq import RedisQueue
+from asyncq.core.envelope import decode
 from asyncq.core.keys import Keys
 from tests.fault_support import calls, counts, dead_letters, state
 from tests.harness import run, start, wait_until
@@ -45,7 +46,7 @@ async def test_dead_letter_of_a_large_item_keeps_it_whole_and_requeue_processes_
     [letter] = dead_letters(client, keys)
     kept = len(letter["envelope"])
     assert kept > size, f"the dead letter keeps {kept} characters of an envelope of {size + 100}"
-    assert json.loads(letter["envelope"])["payload"] == item
+    assert decode(letter["envelope"].encode()).payload == item
 
     requeued = run("asyncq", ["dead-letters", "requeue", "--all", "--queue", queue_name], redis_url)
     assert requeued.returncode == 0, requeued

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from asyncq import RedisQueue
+from asyncq.core.envelope import Message, decode
 from asyncq.core.keys import Keys
 from asyncq.tools.embedded import EmbeddedRedis
 from tests.fault_support import calls, counts, dead_letters, state
@@ -33,19 +34,19 @@ def direct(private_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
     c.close()
 
 
-def _held(client: redis.Redis, keys: Keys) -> list[dict[str, object]]:
-    return [json.loads(raw) for raw in client.lrange(keys.queue, 0, -1)]
+def _held(client: redis.Redis, keys: Keys) -> list[Message]:
+    return [decode(raw) for raw in client.lrange(keys.queue, 0, -1)]
 
 
 def _assert_enqueued_once(client: redis.Redis, keys: Keys, expected: set[str]) -> None:
     """Redis holds exactly one envelope per expected item, and counts each once."""
     held = _held(client, keys)
-    data = Counter(str(env["payload"]["data"]) for env in held)  # type: ignore[index]
+    data = Counter(str(env.payload["data"]) for env in held)
     twice = {d: n for d, n in data.items() if n > 1}
     left = state(client, keys)
     assert not twice, f"enqueued more than once: {len(twice)} item(s), e.g. {list(twice.items())[:3]}; {left}"
     assert set(data) == expected, left
-    assert len({env["id"] for env in held}) == len(expected), left
+    assert len({env.id for env in held}) == len(expected), left
     assert left["queue"] == len(expected), left
     assert left["totals"].get("enqueued") == len(expected), left
     assert left["unfinished"] == len(expected), left

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from asyncq import ItemTooLarge, QueueClosed, RedisQueue
+from asyncq.core.envelope import decode
 from asyncq.core.keys import Keys
 from tests.harness import async_wait_until
 
@@ -113,7 +114,7 @@ async def test_close_gives_back_what_was_claimed(redis: aioredis.Redis, redis_ur
     assert await redis.llen(keys.processing(q.consumer_id)) == 0
     assert await redis.exists(keys.heartbeat(q.consumer_id)) == 0
     # nothing acknowledged: all 50 are back, in order, the unacknowledged one first
-    values = [json.loads(v)["payload"] for v in await redis.lrange(keys.queue, 0, -1)]
+    values = [decode(v).payload for v in await redis.lrange(keys.queue, 0, -1)]
     assert values[::-1] == list(range(50))
     with pytest.raises(QueueClosed):
         await q.get()

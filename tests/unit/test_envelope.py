@@ -1,10 +1,9 @@
-"""The envelope's encoding, its validation, and the Lua BUMP staying in step with what encode() writes."""
+"""The envelope's encoding and its validation, both forms (the Lua side: tests/test_envelope_lua.py)."""
 
 from __future__ import annotations
 
 import json
-import re
-from importlib import resources
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from asyncq.core.envelope import (
     dead_letter_record,
     decode,
     encode,
+    key_text,
     new_id,
     reset_attempts,
 )
@@ -42,14 +42,44 @@ def test_encode_then_decode_gives_the_payload_back(payload: Any) -> None:
     assert message.payload == payload
     assert message.attempts == 2 and message.delivery == 3
     assert message.raw == raw
-    assert raw.startswith(b'{"attempts":2,"id":"')
-    assert json.loads(raw)["id"] == message.id
+    assert raw.startswith(b"~2|" + message.id.encode() + b"|")
+    assert abs(message.enqueued_at - time.time()) < 5
 
 
 def test_ids_are_unique_and_envelopes_compact() -> None:
     assert len({new_id() for _ in range(1000)}) == 1000
     raw = encode({"a": [1, 2]})
-    assert b" " not in raw.replace(b'"enqueued_at"', b"")  # no separators' spaces
+    assert b" " not in raw  # no separators' spaces
+    # A 30-byte payload (a 28-character string) in a 59-byte envelope: the memory target of a waiting item.
+    assert len(encode("x" * 28)) <= 60
+
+
+def test_the_time_is_kept_to_the_microsecond() -> None:
+    before = time.time()
+    message = decode(encode(1))
+    assert before - 1e-6 <= message.enqueued_at <= time.time() + 1e-6
+
+
+def test_a_key_with_the_separator_round_trips() -> None:
+    raw = encode("p", key='a|b"c\\d')
+    assert raw.count(b"|") == 5
+    message = decode(raw)
+    assert (message.key, message.payload) == ('a|b"c\\d', "p")
+    assert key_text('a|b') == "a\\u007cb"
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        b'{"attempts":1,"id":"5f0c1b2a9e3d-00000001","enqueued_at":1732512345.123456,"payload":[1,"a"]}',
+        b'{"attempts":0,"id":"abc-1","key":"order-42","enqueued_at":1.5,"payload":"p"}',
+    ],
+)
+def test_an_envelope_of_the_previous_version_decodes(old: bytes) -> None:
+    message = decode(old)
+    assert message.id == json.loads(old)["id"] and message.payload == json.loads(old)["payload"]
+    assert message.key == json.loads(old).get("key")
+    assert decode(reset_attempts(old)).attempts == 0
 
 
 @pytest.mark.parametrize(
@@ -83,6 +113,14 @@ def test_the_size_limit_counts_the_whole_envelope() -> None:
     [
         (b"not json", "not JSON"),
         (b"\xff\xfe binary", "not JSON"),
+        (b"~0|a|1|||", "not an envelope"),
+        (b"~0|a|1||", "six"),
+        (b"~x|a|1|||1", "attempts must be a count"),
+        (b"~-1|a|1|||1", "attempts must be a count"),
+        (b"~0||1|||1", "id must be"),
+        (b"~0|a b|1|||1", "id must be"),
+        (b"~0|a|now!|||1", "not an envelope"),
+        (b"~0|a|1|||[" + b"[" * 100_000, "nested too deeply"),
         (b"[1, 2]", "without the envelope fields"),
         (b'{"json": "but no envelope"}', "without the envelope fields"),
         (b'{"attempts":true,"id":"a","enqueued_at":1,"payload":0}', "attempts must be a count"),
@@ -109,7 +147,7 @@ def test_reset_attempts_changes_only_the_count(attempts: int) -> None:
     raw = encode({"attempts": attempts, "data": "x"}, attempts=attempts)
     reset = reset_attempts(raw)
     assert decode(reset).attempts == 0
-    assert reset.split(b",", 1)[1] == raw.split(b",", 1)[1]
+    assert reset.split(b"|", 1)[1] == raw.split(b"|", 1)[1]
 
 
 def test_dead_letter_records_read_back() -> None:
@@ -121,71 +159,3 @@ def test_dead_letter_records_read_back() -> None:
     for bad in (b"nope", b"{}", b'{"id": "a"}', b"[]"):
         with pytest.raises(BadEnvelope, match="not a dead-letter record"):
             DeadLetter.parse(bad)
-
-
-# -- the Lua BUMP, applied as the server would, to what encode() writes -----------------------------------
-
-
-def _lua_bump() -> tuple[re.Pattern[bytes], bytes, bytes]:
-    """The pattern and replacement of ``bump`` in lua/lib.lua, as a Python regex and the text around the
-    raised count (read from the file, so a change there is tested here)."""
-    lib = (resources.files("asyncq.core") / "lua" / "lib.lua").read_text()
-    body = lib.split("--- bump\n", 1)[1].split("\n---", 1)[0]
-    pattern = re.search(r"string\.gsub\(env, '([^']*)'", body)
-    replacement = re.search(r"return '([^']*)' \.\. \(tonumber\(a\) \+ 1\) \.\. '([^']*)'", body)
-    assert pattern and replacement, f"bump changed shape, update this test:\n{body}"
-    assert ", 1)" in body, "bump must replace only the first match"
-    regex = ""
-    text = pattern.group(1)
-    i = 0
-    while i < len(text):  # Lua pattern -> Python regex, for the few items bump uses
-        c = text[i]
-        if c == "%":
-            regex += {"d": "[0-9]"}.get(text[i + 1], re.escape(text[i + 1]))
-            i += 2
-            continue
-        regex += c if c in "^()+" else re.escape(c)
-        i += 1
-    return re.compile(regex.encode()), replacement.group(1).encode(), replacement.group(2).encode()
-
-
-def _bump(raw: bytes) -> bytes:
-    pattern, before, after = _lua_bump()
-    bumped, n = pattern.subn(lambda m: before + str(int(m.group(1)) + 1).encode() + after, raw, count=1)
-    assert n == 1, f"the Lua bump does not match {raw[:60]!r}"
-    return bumped
-
-
-@pytest.mark.parametrize("attempts", [0, 1, 8, 9, 99, 12345])
-@pytest.mark.parametrize("payload", PAYLOADS, ids=repr)
-def test_lua_bump_raises_attempts_by_one_and_leaves_the_rest_byte_identical(payload: Any, attempts: int) -> None:
-    raw = encode(payload, attempts=attempts)
-    bumped = _bump(raw)
-    old_head, new_head = f'{{"attempts":{attempts},'.encode(), f'{{"attempts":{attempts + 1},'.encode()
-    assert raw.startswith(old_head) and bumped.startswith(new_head)
-    assert bumped[len(new_head) :] == raw[len(old_head) :]
-    before, after = decode(raw), decode(bumped)
-    assert (after.attempts, after.id, after.enqueued_at, after.payload) == (
-        attempts + 1,
-        before.id,
-        before.enqueued_at,
-        before.payload,
-    )
-    assert decode(reset_attempts(bumped)).attempts == 0
-
-
-def test_lua_bump_matches_only_the_head() -> None:
-    pattern, _, _ = _lua_bump()
-    assert pattern.match(b'{"attempts":3,"id":"a"}')
-    assert not pattern.match(b' {"attempts":3,')
-    assert not pattern.match(b'{"id":"a","attempts":3,')
-
-
-def test_an_envelope_the_lua_bump_cannot_raise_is_refused() -> None:
-    # json.dumps' default separators put a space after the colon: the Lua bump would leave attempts at 0 for
-    # ever, so such a value is not accepted as an envelope (it goes to the dead letters, saying why).
-    written_elsewhere = json.dumps({"attempts": 0, "id": "a", "enqueued_at": 1.0, "payload": [1]}).encode()
-    with pytest.raises(BadEnvelope, match="must begin with"):
-        decode(written_elsewhere)
-    pattern, _, _ = _lua_bump()
-    assert pattern.match(written_elsewhere) is None  # indeed: the bump would not touch it

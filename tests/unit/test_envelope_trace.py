@@ -1,7 +1,8 @@
-"""The optional trace field of the envelope: written last, never before attempts; old envelopes still decode."""
+"""The optional trace field of the envelope (the fifth); old envelopes with or without one still decode."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -27,16 +28,23 @@ def hook() -> Iterator[list[tuple[str, str]]]:
 
 def test_the_context_is_stored_last_and_read_back(hook: list[tuple[str, str]]) -> None:
     raw = encode({"x": 1}, queue="orders")
-    assert raw.startswith(b'{"attempts":0,')  # what the Lua bump edits
+    assert raw.startswith(b"~0|")  # what the Lua bump edits
     message = decode(raw)
     assert message.trace == CONTEXT and message.payload == {"x": 1}
     assert hook == [("orders", message.id)]
-    assert decode(reset_attempts(raw.replace(b'"attempts":0', b'"attempts":3', 1))).trace == CONTEXT
+    assert json.loads(raw.split(b"|", 5)[4]) == CONTEXT
+    assert decode(reset_attempts(b"~3" + raw[2:])).trace == CONTEXT
+
+
+def test_a_context_with_the_separator_round_trips(hook: list[tuple[str, str]]) -> None:
+    envelope.trace_hook = lambda queue, item_id: {"traceparent": "00-1", "tracestate": "a=b|c"}
+    raw = encode(1)
+    assert raw.count(b"|") == 5 and decode(raw).trace == {"traceparent": "00-1", "tracestate": "a=b|c"}
 
 
 def test_without_the_hook_nothing_is_stored() -> None:
     raw = encode([1, 2])
-    assert b'"trace"' not in raw and decode(raw).trace is None
+    assert raw.split(b"|", 5)[4] == b"" and decode(raw).trace is None
 
 
 def test_an_old_envelope_and_a_malformed_context_decode() -> None:
@@ -48,4 +56,4 @@ def test_an_old_envelope_and_a_malformed_context_decode() -> None:
 
 def test_a_hook_that_stores_nothing(hook: list[tuple[str, str]]) -> None:
     envelope.trace_hook = lambda queue, item_id: None
-    assert b'"trace"' not in encode("x")
+    assert encode("x").split(b"|", 5)[4] == b""

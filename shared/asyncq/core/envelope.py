@@ -1,15 +1,18 @@
-"""The message envelope and its JSON encoding. Never pickle: the queue is shared with other machines.
+"""The message envelope and its encoding. Never pickle: the queue is shared with other machines.
 
-An envelope on the wire is one JSON object whose text begins with the attempts field, so that the Lua scripts
-can raise it without re-encoding the payload (see ``asyncq.core.scripts``)::
+An envelope on the wire is one line of six fields separated by ``|``, the payload's JSON text last::
 
-    {"attempts":0,"id":"5f0c1b2a9e3d-00000001","enqueued_at":1732512345.123456,"payload":...}
+    ~{attempts}|{id}|{enqueued_at}|{key}|{trace}|{payload}
+    ~0|Xk3-_q9a1f|1b7c2y0q4z|||"the item"
 
-An item put with an idempotency key (``put(item, key=...)``) carries it right after the id, where the Lua
-scripts find it without parsing the payload: ``{"attempts":0,"id":"...","key":"order-42","enqueued_at":...``.
+``attempts`` is a decimal count (the Lua scripts raise it by editing the text, without touching the
+payload); ``id`` is letters, digits, ``-`` and ``_``; ``enqueued_at`` is microseconds since the epoch in base
+36; ``key`` is the idempotency key (``put(item, key=...)``) as the text of a JSON string without its quotes,
+``|`` written ``\u007c``; ``trace`` (with ``asyncq.tracing``) is the producer's W3C trace context as a JSON
+object, ``|`` escaped the same way. Both are empty when absent. A 30-byte payload makes a 59-byte envelope.
 
-With tracing on (``asyncq.tracing``), an optional last field carries the producer's W3C trace context:
-``...,"payload":...,"trace":{"traceparent":"00-...","tracestate":"..."}}``; envelopes without it still decode.
+Envelopes written before 0.5 are JSON objects (``asyncq.core.legacy_envelope``); they still decode, and the
+Lua scripts read and bump both forms, so a queue an older version wrote drains after an upgrade.
 
 A dead letter is a JSON object ``{"id", "reason", "failed_at", "consumer", "envelope"}`` where ``envelope`` is
 the original text (decoded with replacement when it was not UTF-8).
@@ -17,6 +20,7 @@ the original text (decoded with replacement when it was not UTF-8).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -26,16 +30,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asyncq.core.legacy_envelope import decode_legacy, is_trace, reset_legacy_attempts
+
 DEFAULT_MAX_ITEM_BYTES = 1024 * 1024
 
-_id_prefix = os.urandom(6).hex()
+# Ids: 48 random bits per process (8 characters) and a hex counter, e.g. "Xk3-_q9a1f".
+_id_prefix = base64.urlsafe_b64encode(os.urandom(6)).decode()
 _id_counter = itertools.count(1)
+_ID_TEXT = re.compile(rb"[A-Za-z0-9_.-]+")  # what the Lua item_id (lua/lib.lua) accepts
 # Built once: json.dumps() with options builds a new encoder per call, and json.loads() of bytes sniffs the
 # encoding first; on the hot path that is about a microsecond per item each.
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _from_json = json.JSONDecoder().decode
-_FIELDS = frozenset(("attempts", "id", "enqueued_at", "payload"))
-_BUMPABLE = re.compile(rb'\{"attempts":\d+,')  # what the Lua bump (lua/lib.lua) matches
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]  # base 36, two digits at a time
+_high: tuple[int, str] = (-1, "")  # the last (microseconds // 36**4, its base-36 text): it changes every 1.7 s
 
 # The trace context to store with a new item, given (queue name, item id); None stores none. Set only by
 # asyncq.tracing.instrument(): without it encode() pays one global lookup and imports nothing.
@@ -60,8 +69,10 @@ class BadEnvelope(ValueError):
 class Message:
     """One delivery of an item: its payload and what the queue knows about it.
 
-    ``raw`` is the exact text stored in Redis; acknowledgements refer to it. ``shard`` is the shard of the
-    queue it came from (0 for an unsharded queue): its acknowledgement, retry or dead letter goes there.
+    ``raw`` is the exact text stored in Redis. ``shard`` is the shard of the queue it came from (0 for an
+    unsharded queue): its acknowledgement, retry or dead letter goes there. ``ref`` is how the consumer's
+    processing hash knows it (its id); empty for an item held in the processing list, known by its text
+    (``asyncq.core.keys``): ``handle`` is whichever of the two the scripts are given.
     """
 
     id: str
@@ -72,6 +83,12 @@ class Message:
     shard: int = 0
     trace: Mapping[str, str] | None = None  # the producer's W3C trace context, when it stored one
     key: str | None = None  # the idempotency key it was put with, if any
+    ref: bytes = b""
+
+    @property
+    def handle(self) -> bytes:
+        """What the consuming scripts take for this item: its id in the processing hash, else its text."""
+        return self.ref or self.raw
 
     @property
     def delivery(self) -> int:
@@ -81,7 +98,22 @@ class Message:
 
 def new_id() -> str:
     """A unique item id: a per-process random prefix and a counter (cheaper than uuid4)."""
-    return f"{_id_prefix}-{next(_id_counter):08x}"
+    return f"{_id_prefix}{next(_id_counter):x}"
+
+
+def _now36() -> str:
+    """Microseconds since the epoch in base 36 (10 digits), without a division loop per item."""
+    global _high
+    micros = int(time.time() * 1_000_000)
+    high, low = divmod(micros, 1_679_616)  # 36**4
+    if high != _high[0]:
+        text, n = "", high
+        while n:
+            n, digit = divmod(n, 36)
+            text = _DIGITS[digit] + text
+        _high = (high, text)
+    first, second = divmod(low, 1296)
+    return _high[1] + _PAIRS[first] + _PAIRS[second]
 
 
 def encode(
@@ -106,67 +138,63 @@ def encode(
         raise TypeError("queue items must be JSON-serialisable: nested too deeply") from None
     item_id = new_id()
     trace = "" if trace_hook is None else _trace_field(trace_hook(queue, item_id))
-    keyed = "" if key is None else f',"key":{key_json(key)}'
-    raw = (
-        f'{{"attempts":{attempts},"id":"{item_id}"{keyed},"enqueued_at":{time.time():.6f},"payload":{body}{trace}}}'
-    ).encode()
+    keyed = "" if key is None else key_text(key)
+    raw = f"~{attempts}|{item_id}|{_now36()}|{keyed}|{trace}|{body}".encode()
     if len(raw) > max_bytes:
         raise ItemTooLarge(len(raw), max_bytes)
     return raw
 
 
-def decode(raw: bytes, shard: int = 0) -> Message:
-    """Decode an envelope read from Redis (from shard ``shard``); ``BadEnvelope`` says why a value is not one.
+def decode(raw: bytes, shard: int = 0, ref: bytes = b"") -> Message:
+    """Decode an envelope read from Redis (from shard ``shard``, held in the processing hash as ``ref``);
+    ``BadEnvelope`` says why a value is not one.
 
     There is no size limit here: ``max_item_bytes`` bounds what a producer puts, and an item a producer with
     a higher limit put is still an item to deliver.
     """
+    if raw[:1] != b"~":
+        try:
+            old = decode_legacy(raw)
+        except ValueError as exc:
+            raise BadEnvelope(str(exc)) from None
+        trace = is_trace(old.trace)
+        return Message(old.item_id, old.payload, old.enqueued_at, old.attempts, raw, shard, trace, old.key, ref)
+    fields = raw.split(b"|", 5)
+    if len(fields) != 6:
+        raise BadEnvelope("envelope without its six |-separated fields")
+    attempts, item_id, enqueued, key, trace_text, body = fields
+    if not attempts[1:].isdigit():
+        raise BadEnvelope(f"envelope field attempts must be a count >= 0, not {attempts[1:]!r}")
+    if not _ID_TEXT.fullmatch(item_id):
+        raise BadEnvelope(f"envelope field id must be letters, digits, '-', '_' or '.', not {item_id!r}")
     try:
-        data = _from_json(raw.decode())  # envelopes are UTF-8 (encode() writes them so)
+        enqueued_at = int(enqueued, 36) / 1_000_000
+        payload = _from_json(body.decode())
+        trace = is_trace(_from_json(trace_text.decode())) if trace_text else None
+        keyed = _from_json(f'"{key.decode()}"') if key else None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadEnvelope(f"not JSON: {exc}") from exc
+        raise BadEnvelope(f"not an envelope: {exc}") from exc
     except RecursionError:
         raise BadEnvelope("JSON nested too deeply") from None
-    if not isinstance(data, dict) or not data.keys() >= _FIELDS:
-        raise BadEnvelope("JSON without the envelope fields attempts, id, enqueued_at, payload")
-    attempts, item_id, enqueued_at = data["attempts"], data["id"], data["enqueued_at"]
-    # type() rather than isinstance(): True is an int to Python, not an attempt count.
-    if type(attempts) is not int or attempts < 0:
-        raise BadEnvelope(f"envelope field attempts must be a count >= 0, not {attempts!r}")
-    if type(item_id) is not str or not item_id:
-        raise BadEnvelope(f"envelope field id must be a non-empty string, not {item_id!r}")
-    if type(enqueued_at) not in (int, float):
-        raise BadEnvelope(f"envelope field enqueued_at must be a number, not {enqueued_at!r}")
-    if not _BUMPABLE.match(raw):
-        # The Lua scripts raise attempts by editing this text: an envelope they could not edit (a space after
-        # the colon, another field first) would never reach max_deliveries.
-        raise BadEnvelope('envelope must begin with {"attempts":N, (no spaces), as asyncq writes it')
-    key = data.get("key")
-    trace = _trace(data.get("trace"))
-    key = key if type(key) is str else None
-    return Message(item_id, data["payload"], float(enqueued_at), attempts, raw, shard, trace, key)
+    return Message(item_id.decode(), payload, enqueued_at, int(attempts[1:]), raw, shard, trace, keyed, ref)
 
 
-def key_json(key: str) -> str:
-    """The JSON text of an idempotency key, as the envelope holds it (the Lua scripts compare this text)."""
-    return _to_json(key)
+def key_text(key: str) -> str:
+    """An idempotency key as the envelope and the keys hash hold it: its JSON string text without the
+    quotes, ``|`` escaped (the Lua scripts compare this text)."""
+    return _to_json(key)[1:-1].replace("|", "\\u007c")
 
 
 def _trace_field(context: Mapping[str, str] | None) -> str:
-    return f',"trace":{_to_json(dict(context))}' if context else ""
-
-
-def _trace(value: Any) -> Mapping[str, str] | None:
-    """The stored trace context, or None: a malformed one is dropped, never a reason to refuse the item."""
-    if isinstance(value, dict) and all(type(k) is str and type(v) is str for k, v in value.items()):
-        return value
-    return None
+    return _to_json(dict(context)).replace("|", "\\u007c") if context else ""
 
 
 def reset_attempts(raw: bytes) -> bytes:
     """The envelope with its attempts set back to 0 (for a dead letter sent back to the queue)."""
     message = decode(raw)
-    return raw.replace(f'{{"attempts":{message.attempts},'.encode(), b'{"attempts":0,', 1)
+    if raw[:1] != b"~":
+        return reset_legacy_attempts(raw, message.attempts)
+    return b"~0" + raw[1 + len(str(message.attempts)) :]
 
 
 def dead_letter_record(raw: bytes, reason: str, consumer: str, item_id: str | None = None) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from asyncq.core.closing import QueueShutDown
-from asyncq.core.envelope import encode, key_json
+from asyncq.core.envelope import encode, key_text
 from asyncq.core.producing import PutItem
 from asyncq.core.scripts import ShutDownRefusal
 from asyncq.core.spread import Spread
@@ -52,7 +52,7 @@ class Putter:
         return PutItem(
             raw,
             delay_ms=math.ceil(seconds("delay", delay or 0.0) * 1000),
-            key="" if key is None else key_json(key)[1:-1],  # the text the envelope and the scripts hold
+            key="" if key is None else key_text(key),  # the text the envelope and the scripts hold
             ttl_ms=math.ceil(ttl * 1000),
         )
 

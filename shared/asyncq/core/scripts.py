@@ -68,8 +68,9 @@ class ShutDownRefusal(RedisError):
     """PUT refused a batch: the queue is shut down (``asyncq.core.closing`` turns it into ``QueueShutDown``)."""
 
 
-# An envelope put with an idempotency key: its key field follows the id (``asyncq.core.envelope``).
-_KEYED = re.compile(rb'\{"attempts":\d+,"id":"[^"]*","key":')
+# An envelope put with an idempotency key: its fourth field is not empty (before 0.5: a key field after the
+# id; ``asyncq.core.envelope``).
+_KEYED = re.compile(rb'~\d+\|[^|]*\|[^|]*\|[^|]|\{"attempts":\d+,"id":"[^"]*","key":')
 
 
 def is_keyed(raw: bytes) -> bool:

@@ -8,13 +8,21 @@ local function now_ms()
 end
 
 --- bump
--- Raise the attempts field every envelope begins with, editing the text in place: re-encoding with cjson
--- would turn an empty payload list into an object.
+-- Raise the attempts field every envelope begins with (~N| now, {"attempts":N, before 0.5), editing the
+-- text in place: the payload is never decoded.
 local function bump(env)
-  local out = string.gsub(env, '^{"attempts":(%d+),', function(a)
+  if string.byte(env, 1) == 126 then
+    return (string.gsub(env, '^~(%d+)|', function(a) return '~' .. (tonumber(a) + 1) .. '|' end, 1))
+  end
+  return (string.gsub(env, '^{"attempts":(%d+),', function(a)
     return '{"attempts":' .. (tonumber(a) + 1) .. ','
-  end, 1)
-  return out
+  end, 1))
+end
+
+--- item_id
+-- The id of an envelope of either form (asyncq.core.envelope), or nil for a value that is not one.
+local function item_id(env)
+  return string.match(env, '^~%d+|([%w_%.%-]+)|') or string.match(env, '^{"attempts":%d+,"id":"([%w_%.%-]+)"')
 end
 
 --- push
@@ -38,11 +46,18 @@ end
 
 --- rank
 -- A priority queue's waiting items are a zset scored by priority: the payload is the item [priority, data],
--- so the priority is the first number after "payload":[ (a quote inside a JSON string is escaped, so the
--- first ,"payload": is the field's own). The member is a 16-digit put sequence number, then the envelope:
--- equal priorities sort by it, in put order; `head` (an item given back) gets all zeros, before them.
+-- so the priority is the first number of the payload, the last field (before 0.5: the first number after
+-- "payload":[; a quote inside a JSON string is escaped, so the first ,"payload": is the field's own). The
+-- member is a 16-digit put sequence number, then the envelope: equal priorities sort by it, in put order;
+-- `head` (an item given back) gets all zeros, before them.
 local function rank(zkey, seqkey, env, head)
-  local p = tonumber(string.match(env, ',"payload":%[%s*(-?[%d%.eE+-]+)')) or 0
+  local p
+  if string.byte(env, 1) == 126 then
+    p = string.match(env, '^~%d+|[^|]*|[^|]*|[^|]*|[^|]*|%[%s*(-?[%d%.eE+-]+)')
+  else
+    p = string.match(env, ',"payload":%[%s*(-?[%d%.eE+-]+)')
+  end
+  p = tonumber(p) or 0
   local prefix = '0000000000000000'
   if not head then prefix = string.format('%016d', redis.call('INCR', seqkey)) end
   redis.call('ZADD', zkey, p, prefix .. env)
@@ -50,9 +65,15 @@ end
 
 --- free_key
 -- An item put with an idempotency key is done: forget its key (when the key is still this item's), or keep
--- it `ttl` ms longer in `done` (dedup_ttl). The key's JSON text follows the id, before enqueued_at.
+-- it `ttl` ms longer in `done` (dedup_ttl). The key is the fourth field (before 0.5: the JSON text after the
+-- id, before enqueued_at).
 local function free_key(keys, done, env, now)
-  local id, key = string.match(env, '^{"attempts":%d+,"id":"([^"]*)","key":"(.-)","enqueued_at":')
+  local id, key
+  if string.byte(env, 1) == 126 then
+    id, key = string.match(env, '^~%d+|([^|]*)|[^|]*|([^|]+)|')
+  else
+    id, key = string.match(env, '^{"attempts":%d+,"id":"([^"]*)","key":"(.-)","enqueued_at":')
+  end
   if not key then return end
   local held = redis.call('HGET', keys, key)
   if not held then return end

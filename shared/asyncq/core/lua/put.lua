@@ -12,7 +12,7 @@
 -- ARGV: maxsize (0: none), batch seq, kind (fifo/lifo/priority), notify (1/0), options (1/0), then one
 --       envelope per item, or with options four values per item: envelope, delay ms, key ('': none), ttl ms
 -- Reply: {taken from the front, flags ('1' added, '0' duplicate; '' without options)}, or -1 if shut down
--- uses: push, now, rank
+-- uses: push, now, rank, item_id
 local last = redis.call('GET', KEYS[5])
 if last then
   local seq, taken, flags = string.match(last, '^(%d+):(%d+):(%d*)$')
@@ -62,8 +62,7 @@ else
     if fresh then
       if key ~= '' then
         redis.call('ZREM', KEYS[8], key)
-        local id = string.match(env, '^{"attempts":%d+,"id":"([^"]*)"')
-        redis.call('HSET', KEYS[7], key, id .. '|' .. ttl)
+        redis.call('HSET', KEYS[7], key, (item_id(env) or '') .. '|' .. ttl)
       end
       if delay > 0 then
         local due = now + delay
