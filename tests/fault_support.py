@@ -62,11 +62,15 @@ def dead_letters(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in reversed(client.lrange(keys.dead, 0, -1))]
 
 
+def claimed(client: redis.Redis, keys: Keys, consumer: str) -> int:
+    """How many items consumer ``consumer`` holds: its processing hash and list."""
+    return int(client.hlen(keys.held(consumer))) + int(client.llen(keys.processing(consumer)))
+
+
 def state(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     """What is left in Redis for the queue (for assertions and their messages)."""
-    processing = {
-        keys.consumer_of(key): client.llen(key) for key in client.scan_iter(match=keys.processing_pattern, count=1000)
-    }
+    owners = {keys.consumer_of(key) for key in client.scan_iter(match=keys.claims_pattern, count=1000)}
+    processing = {owner: claimed(client, keys, owner) for owner in owners}
     return {
         "queue": client.llen(keys.queue),
         "delayed": client.zcard(keys.delayed) if client.type(keys.delayed) in (b"zset", b"none") else "wrong type",

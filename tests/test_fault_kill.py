@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from asyncq.core.keys import Keys
-from tests.fault_support import assert_drained, consumer_id, counts, state
+from tests.fault_support import assert_drained, claimed, consumer_id, counts, state
 from tests.harness import Proc, start, wait_until
 
 HANDLER = "tests.fault_handlers:record"
@@ -68,7 +68,7 @@ class RecoveryClock:
             with self._lock:
                 pending = dict(self._pending)
             for consumer, at in pending.items():
-                if not self._client.exists(self._keys.processing(consumer)):
+                if not self._client.exists(self._keys.processing(consumer), self._keys.held(consumer)):
                     with self._lock:
                         self.times[consumer] = time.monotonic() - at
                         del self._pending[consumer]
@@ -124,7 +124,7 @@ def test_sigkill_storm_loses_nothing(client: redis.Redis, redis_url: str, queue_
             at = time.monotonic()
             cid = ids[victim] or consumer_id(client, keys, proc.pid)
             if cid is not None:
-                held[cid] = client.llen(keys.processing(cid))  # frozen until the heartbeat expires
+                held[cid] = claimed(client, keys, cid)  # frozen until the heartbeat expires
                 if held[cid]:
                     clock.killed(cid, at)
                     expiry[cid] = max(0, client.pttl(keys.heartbeat(cid))) / 1000 + (time.monotonic() - at)
@@ -188,7 +188,7 @@ def test_killed_consumers_long_jobs_go_to_another_within_10s(
         "producer",
     )
     assert producer.wait(timeout=30) == 0, producer.describe()
-    wait_until(lambda: client.llen(keys.processing(slow_id)) == 2, 10, "both items claimed by the slow consumer")
+    wait_until(lambda: claimed(client, keys, slow_id) == 2, 10, "both items claimed by the slow consumer")
     items = producer.added()
     assert len(items) == 2, producer.describe()
     wait_until(lambda: started(client, queue_name) == dict.fromkeys(items, 1), 10, "the slow consumer's 2 jobs begun")

@@ -27,7 +27,7 @@ async def test_fifo_put_get_task_done_join(redis: aioredis.Redis, redis_url: str
         assert got == list(range(20))
         assert await q.empty()
         assert await q.unfinished() == 0
-        assert await redis.llen(Keys(queue_name).processing(q.consumer_id)) == 0
+        assert await redis.exists(Keys(queue_name).processing(q.consumer_id), Keys(queue_name).held(q.consumer_id)) == 0
 
 
 async def test_items_keep_their_json_shape(redis: aioredis.Redis, redis_url: str, queue_name: str) -> None:
@@ -111,7 +111,7 @@ async def test_close_gives_back_what_was_claimed(redis: aioredis.Redis, redis_ur
     assert await q.get() == 0  # claims a batch: the rest sit in this process's buffer
     await q.close()
     keys = Keys(queue_name)
-    assert await redis.llen(keys.processing(q.consumer_id)) == 0
+    assert await redis.exists(keys.processing(q.consumer_id), keys.held(q.consumer_id)) == 0
     assert await redis.exists(keys.heartbeat(q.consumer_id)) == 0
     # nothing acknowledged: all 50 are back, in order, the unacknowledged one first
     values = [decode(v).payload for v in await redis.lrange(keys.queue, 0, -1)]

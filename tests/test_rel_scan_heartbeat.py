@@ -45,7 +45,7 @@ async def _scan_pass(url: str, keys: Keys) -> float:
     client = aioredis.Redis.from_url(url)
     try:
         started = time.monotonic()
-        async for _ in client.scan_iter(match=keys.processing_pattern, count=1000):
+        async for _ in client.scan_iter(match=keys.claims_pattern, count=1000):
             pass
         return time.monotonic() - started
     finally:

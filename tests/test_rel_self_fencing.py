@@ -25,7 +25,7 @@ import redis
 from asyncq import RedisQueue
 from asyncq.core.keys import Keys
 from tests.cut_proxy import CutProxy
-from tests.fault_support import Proc, consumer_id, start, state, traceback_free, wait_until
+from tests.fault_support import Proc, claimed, consumer_id, start, state, traceback_free, wait_until
 
 HEARTBEAT = 0.5
 TTL = 3 * HEARTBEAT
@@ -70,7 +70,7 @@ async def test_cut_off_consumer_stops_handing_out_items_it_no_longer_owns(
         a_id = consumer_id(client, keys, a.pid)
         assert a_id is not None
         items = await _put(redis_url, queue_name, COUNT)
-        wait_until(lambda: client.llen(keys.processing(a_id)) >= 100, 20, "A's buffer filled")
+        wait_until(lambda: claimed(client, keys, a_id) >= 100, 20, "A's buffer filled")
         b = _consumer(queue_name, redis_url, redis_url, tmp_path, "B", "--concurrency", "4")
         wait_until(lambda: consumer_id(client, keys, b.pid), 20, "B's heartbeat")
 

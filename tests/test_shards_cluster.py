@@ -62,10 +62,11 @@ def _held(cluster: LocalCluster, pid: int) -> tuple[str | None, dict[int, int]]:
     held: dict[int, int] = {}
     for keys in shard_keys(QUEUE, SHARDS):
         with cluster.master_of(keys.queue).client() as c:
-            for key in c.scan_iter(match=keys.processing_pattern, count=1000):
+            for key in c.scan_iter(match=keys.claims_pattern, count=1000):
                 consumer = keys.consumer_of(key)
-                if owned.search(consumer) and (n := c.llen(key)):
-                    found, held[keys.index] = consumer, n
+                n = c.hlen(key) if b":held:" in key else c.llen(key)
+                if owned.search(consumer) and n:
+                    found, held[keys.index] = consumer, held.get(keys.index, 0) + n
     return found, held
 
 
@@ -173,7 +174,7 @@ async def test_a_killed_consumers_items_are_recovered_on_every_shard(cluster: Lo
         assert counts(record_client, QUEUE) == {d.decode(): 1 for d in record_client.hkeys(f"{QUEUE}:started")}
         assert len(counts(record_client, QUEUE)) == 12
         for keys in shard_keys(QUEUE, SHARDS):
-            left = _read(cluster, keys, "LLEN", keys.processing(dead))
+            left = _read(cluster, keys, "LLEN", keys.processing(dead)) + _read(cluster, keys, "HLEN", keys.held(dead))
             assert left == 0, f"shard {keys.index} still holds {left} item(s) of the dead consumer"
             assert _totals(cluster, keys).get("recovered", 0) == held.get(keys.index, 0), keys.index
         assert helper.terminate() == 0, helper.describe()

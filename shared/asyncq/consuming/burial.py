@@ -19,12 +19,15 @@ async def bury(
     raw: bytes,
     reason: str,
     *,
+    handle: bytes,
     counted: bool,
     failed: bool,
     item_id: str | None = None,
+    keyed: bool = False,
 ) -> bool:
-    """Dead-letter ``raw`` (in ``consumer_id``'s processing list) with ``reason``; False if recovery had taken
-    it back. ``counted``: it was put through the queue, so it is done for ``join()``."""
+    """Dead-letter ``raw`` (held by ``consumer_id`` as ``handle``: see ``Message.handle``) with ``reason``;
+    False if recovery had taken it back. ``counted``: it was put through the queue, so it is done for
+    ``join()``; ``keyed``: put with an idempotency key, to be forgotten."""
     # The whole value, however large: the dead letter is the only copy, and requeue needs all of it.
     record = dead_letter_record(raw, reason, consumer_id, item_id)
     stats.dead_lettered += 1
@@ -32,6 +35,8 @@ async def bury(
         stats.failed += 1
     log.warning("dead letter (%s): %s", item_id or "not an envelope", reason)
     done = await retrying(
-        "dead-letter", lambda: scripts.dead(consumer_id, raw, record, counted=counted, failed=failed), log
+        "dead-letter",
+        lambda: scripts.dead(consumer_id, handle, record, counted=counted, failed=failed, keyed=keyed),
+        log,
     )
     return bool(done)

@@ -1,8 +1,9 @@
 """The Redis side of claiming: a FETCH script for a batch, else one bounded blocking pop on a connection of
 its own, which ``CLIENT UNBLOCK`` ends at once on stop (never a cancel: see the redis-py pitfalls).
 
-Every claimed item is in this consumer's processing list before it is returned, so a crash at any point
-leaves it where recovery finds it.
+Every claimed item is in this consumer's processing hash (a FETCH) or list (a blocking pop) before it is
+returned, so a crash at any point leaves it where recovery finds it. A claim is a list of (shard, envelope,
+ref): ``ref`` is the item's id in the hash, or empty for the list (``Message.handle``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,25 @@ from asyncq.core.scripts import Scripts
 log = logging.getLogger(__name__)
 
 
+Claimed = tuple[int, bytes, bytes]  # (shard, envelope, ref)
+
+
+async def held_handles(client: aioredis.Redis, keys: Keys, consumer_id: str) -> list[bytes]:
+    """The handles of what ``consumer_id``'s processing hash and list hold now (see ``Message.handle``)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hkeys(keys.held(consumer_id))
+    pipe.lrange(keys.processing(consumer_id), 0, -1)
+    ids, listed = await pipe.execute()
+    return [*ids, *(b"=" + raw for raw in listed)]
+
+
 class Claiming(Protocol):
     """What the fetcher needs of a claimer: ``Claimer`` (one shard) or ``ShardedClaimer``."""
 
     block_timeout: float
+    backlog: int  # items the last claim left waiting in Redis (0 when unknown)
 
-    async def claim(self, want: int, stopping: asyncio.Event) -> list[tuple[int, bytes]]: ...
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[Claimed]: ...
     async def processing(self) -> set[tuple[int, bytes]]: ...
     async def release(self, keep: Callable[[int], list[bytes]]) -> int: ...
     async def tidy(self, held: Callable[[int], bool]) -> None: ...
@@ -72,8 +86,9 @@ class Claimer:
         self._stale = False  # such a notification came during a FETCH: its reply may predate it
 
     shards = 1
+    backlog = 0
 
-    async def claim(self, want: int, stopping: asyncio.Event) -> list[tuple[int, bytes]]:
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[Claimed]:
         """Up to ``want`` items: a non-blocking batch, else the one item of a bounded blocking pop.
 
         The popped item is handed out at once rather than after a second round trip for more: on a queue
@@ -86,8 +101,9 @@ class Claimer:
             self._events = None
         self._stale = False
         fetched = await self._scripts.fetch(self._consumer_id, want)
-        if fetched.raws:
-            return [(0, raw) for raw in fetched.raws]
+        self.backlog = fetched.left
+        if fetched.items:
+            return [(0, raw, ref) for raw, ref in fetched.items]
         wait = self.block_timeout if fetched.next_due is None else fetched.next_due
         if self._blocked_id is None:
             self._blocked_id = int(await self._blocking.client_id())
@@ -116,18 +132,19 @@ class Claimer:
             self._blocked_until = None
             if timer is not None:
                 timer.cancel()
-        return [(0, raw)] if isinstance(raw, bytes) else []
+        return [(0, raw, b"")] if isinstance(raw, bytes) else []
 
     def connection_lost(self) -> None:
         """After a failure the blocking connection may be a new one, with a new CLIENT ID."""
         self._blocked_id = None
 
     async def processing(self) -> set[tuple[int, bytes]]:
-        """What our processing list holds now."""
-        return {(0, r) for r in await self._client.lrange(self._processing, 0, -1) if isinstance(r, bytes)}
+        """The handles of what our processing hash and list hold now."""
+        return {(0, h) for h in await held_handles(self._client, self._keys, self._consumer_id)}
 
     async def release(self, keep: Callable[[int], list[bytes]]) -> int:
-        """Give back everything in our processing list but ``keep(0)``; returns how many went back."""
+        """Give back everything in our processing hash and list but the handles ``keep(0)``; returns how many
+        went back."""
         return await self._scripts.release(self._consumer_id, keep(0))
 
     async def tidy(self, held: Callable[[int], bool]) -> None:
@@ -162,7 +179,12 @@ class Claimer:
         if self._wrong_type_reported:
             return
         self._wrong_type_reported = True
-        expected = {self._keys.queue: b"list", self._processing: b"list", self._keys.delayed: b"zset"}
+        expected = {
+            self._keys.queue: b"list",
+            self._processing: b"list",
+            self._keys.held(self._consumer_id): b"hash",
+            self._keys.delayed: b"zset",
+        }
         for key, kind in expected.items():
             with contextlib.suppress(RedisError, OSError):
                 actual = await self._client.type(key)

@@ -1,5 +1,5 @@
-"""One fetcher per consuming process: it owns the buffer of claimed items, this process's processing list and
-their reconciliation, and hands items to ``get()`` callers.
+"""One fetcher per consuming process: it owns the buffer of claimed items, this process's processing hash and
+list and their reconciliation, and hands items to ``get()`` callers.
 
 ``get()`` only waits on a local future (cancelling it is safe: nothing is in flight for it); the fetcher's
 task alone claims (through the ``Claimer``). Items are claimed and handed out only while the ``Lease``
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError, ResponseError
 
 from asyncq.consuming.burial import bury
-from asyncq.consuming.claimer import Claiming
+from asyncq.consuming.claimer import Claimed, Claiming
 from asyncq.consuming.holdings import Holdings
 from asyncq.consuming.lease import Lease
 from asyncq.consuming.prefetch import Prefetch
@@ -63,7 +63,7 @@ class Fetcher:
         self._batch_size = batch_size
         self.buffer: deque[Message] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
-        self._bad: deque[tuple[int, bytes, str, bool]] = deque()  # (shard, value, reason, counted) to bury
+        self._bad: deque[tuple[Message | tuple[int, bytes, bytes], str, bool]] = deque()  # to bury, reason, counted
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._closed = False
@@ -209,9 +209,7 @@ class Fetcher:
         if self._reconcile_needed or self._lease.revoked:
             await self._reconcile()
         while self._bad:
-            shard, raw, reason, counted = self._bad[0]
-            scripts = self._scripts[shard]
-            await bury(scripts, self._consumer_id, self._stats, raw, reason, counted=counted, failed=False)
+            await self._bury(*self._bad[0])
             self._bad.popleft()
         await self._claimer.tidy(self._holds)
         if self._shutdown is not None and self._shutdown.heard:
@@ -225,10 +223,9 @@ class Fetcher:
             if self._want() <= 0 and not self._stop.is_set():
                 await self._wake.wait()
             return
-        want = self._want()
-        claimed = await self._claimer.claim(want, self._stop)
+        claimed = await self._claimer.claim(self._want(), self._stop)
         self._claimer.claimed()
-        self.prefetch.claimed(want, len(claimed), starved=bool(self._getters))
+        self.prefetch.claimed(self._claimer.backlog, starved=bool(self._getters))
         self._deliver(claimed)
         if not claimed and self._shutdown is not None:
             await self._look_at_shutdown(self._shutdown)
@@ -241,7 +238,7 @@ class Fetcher:
             # Given back, then dropped by SHUTDOWN like everything else that waits: counted as dropped.
             dropped = len(self.buffer)
             self.buffer.clear()
-            await self._claimer.release(lambda shard: list(self._holdings.raws(shard)))
+            await self._claimer.release(lambda shard: list(self._holdings.handles(shard)))
             for scripts in self._scripts:
                 await scripts.shutdown(immediate=True)
             log.warning("dropped %d claimed item(s): the queue was shut down (immediate)", dropped)
@@ -250,38 +247,51 @@ class Fetcher:
             self._wake_all()
 
     async def _reconcile(self) -> None:
-        """Make our processing list and what this process holds agree (the fetcher alone claims, so this
-        cannot race a claim). Buffered items that recovery gave back are dropped; listed items that nobody
-        here holds (a blocking pop whose reply was lost) go back to the head of the line."""
+        """Make our processing hash and list and what this process holds agree (the fetcher alone claims, so
+        this cannot race a claim). Buffered items that recovery gave back are dropped; held items that nobody
+        here holds (a claim whose reply was lost) go back to the head of the line."""
         generation = self._lease.generation
         listed = await self._claimer.processing()
         before = len(self.buffer)
-        self.buffer = deque(m for m in self.buffer if (m.shard, m.raw) in listed)
+        self.buffer = deque(m for m in self.buffer if (m.shard, m.handle) in listed)
         if dropped := before - len(self.buffer):
             log.warning("dropped %d prefetched item(s) that recovery gave back to the queue", dropped)
 
         def keep(shard: int) -> list[bytes]:
-            return [*(m.raw for m in self.buffer if m.shard == shard), *self._holdings.raws(shard)]
+            return [*(m.handle for m in self.buffer if m.shard == shard), *self._holdings.handles(shard)]
 
         if given := await self._claimer.release(keep):
             log.warning("gave back %d item(s) claimed by a pop whose reply was lost", given)
         self._reconcile_needed = False
         self._lease.restore(generation)
 
+    async def _bury(self, what: Message | tuple[int, bytes, bytes], reason: str, counted: bool) -> None:
+        """Dead-letter an item delivered too often (a Message) or a claimed value that is not an envelope."""
+        if isinstance(what, Message):
+            shard, raw, handle, keyed = what.shard, what.raw, what.handle, what.key is not None
+        else:
+            shard, raw, ref = what
+            handle, keyed = ref or b"=" + raw, False
+        scripts = self._scripts[shard]
+        await bury(
+            scripts, self._consumer_id, self._stats, raw, reason, handle=handle, counted=counted, failed=False,
+            item_id=what.id if isinstance(what, Message) else None, keyed=keyed,
+        )  # fmt: skip
+
     def _holds(self, shard: int) -> bool:
         """Whether anything of shard ``shard`` is buffered, in progress or waiting for its acknowledgement."""
         return any(m.shard == shard for m in self.buffer) or self._holdings.held(shard)
 
-    def _deliver(self, claimed: list[tuple[int, bytes]]) -> None:
-        for shard, raw in claimed:
+    def _deliver(self, claimed: list[Claimed]) -> None:
+        for shard, raw, ref in claimed:
             try:
-                message = decode(raw, shard)
+                message = decode(raw, shard, ref)
             except BadEnvelope as exc:
-                self._bad.append((shard, raw, str(exc), False))
+                self._bad.append(((shard, raw, ref), str(exc), False))
                 continue
             if self._retry.exhausted(message.attempts):
                 reason = f"delivered {message.attempts} times without success (max_deliveries)"
-                self._bad.append((shard, raw, reason, True))
+                self._bad.append((message, reason, True))
                 continue
             self.buffer.append(message)
             self._wake_next()

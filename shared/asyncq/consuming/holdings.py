@@ -1,7 +1,8 @@
 """The items this process handed out and has not yet marked done, and their batched acknowledgements.
 
 Items are keyed by id: two copies of one item (twins an older version could leave) are one item here, and
-the second copy is acknowledged at once, so it is counted once for ``join()``.
+the second copy (which FETCH put in the processing list, the hash holding the first) is acknowledged at
+once, so it is counted once for ``join()``.
 """
 
 from __future__ import annotations
@@ -25,24 +26,26 @@ _TOO_MANY = "task_done() called more times than there were items got"
 
 
 class Acks:
-    """The acknowledgements not yet sent, batched per shard (each shard's ACK script runs in its slot)."""
+    """The acknowledgements not yet sent, batched per shard (each shard's ACK script runs in its slot), as
+    (handle, put with an idempotency key)."""
 
     def __init__(self, scripts: Sequence[Scripts], consumer_id: str) -> None:
         self._batchers = [Batcher("ack", self._sender(s, consumer_id), retry_all=True, max_batch=1000) for s in scripts]
 
     @staticmethod
     def _sender(scripts: Scripts, consumer_id: str) -> Any:
-        async def send(raws: list[bytes], seq: int) -> int:
-            await scripts.ack(consumer_id, raws)
-            return len(raws)
+        async def send(acks: list[tuple[bytes, bool]], seq: int) -> int:
+            keyed = any(key for _, key in acks)
+            await scripts.ack(consumer_id, [handle for handle, _ in acks], keyed=keyed)
+            return len(acks)
 
         return send
 
     def submit(self, message: Message) -> None:
-        self._batchers[message.shard].submit(message.raw, wait=False)
+        self._batchers[message.shard].submit((message.handle, message.key is not None), wait=False)
 
     def pending(self, shard: int) -> list[bytes]:
-        return list(self._batchers[shard].pending())
+        return [handle for handle, _ in self._batchers[shard].pending()]
 
     async def flush(self) -> None:
         for batcher in self._batchers:
@@ -64,15 +67,15 @@ class Holdings:
     def __len__(self) -> int:
         return len(self.in_progress)
 
-    def raws(self, shard: int = 0) -> Iterator[bytes]:
-        """Every envelope this process still owns in shard ``shard``'s processing list: in progress, or
-        acknowledged and not yet sent."""
-        yield from (m.raw for m in self.in_progress.values() if m.shard == shard)
+    def handles(self, shard: int = 0) -> Iterator[bytes]:
+        """Every item this process still owns in shard ``shard``'s processing hash or list (their
+        ``Message.handle``): in progress, or acknowledged and not yet sent."""
+        yield from (m.handle for m in self.in_progress.values() if m.shard == shard)
         yield from self.acks.pending(shard)
 
     def held(self, shard: int) -> bool:
-        """Whether this process owns anything in shard ``shard``'s processing list."""
-        return any(True for _ in self.raws(shard))
+        """Whether this process owns anything in shard ``shard``'s processing hash or list."""
+        return any(True for _ in self.handles(shard))
 
     def take(self, message: Message) -> bool:
         """Record ``message`` as handed out to the calling task; False (and acknowledged) for a second copy

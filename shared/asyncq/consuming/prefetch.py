@@ -1,12 +1,12 @@
 """How far ahead of its ``get()`` callers a consuming process claims: a fixed number when the user set one,
 else a number that follows the backlog.
 
-The adaptive rule looks at each claim as it returns. A claim that came back full (the queue had at least as
-many) while getters were waiting for it means the handlers were idle on a round trip: claim twice as far
-ahead next time, up to ``ceiling`` (the batch size). A claim that came back short means the queue ran dry:
-halve the distance, down to ``floor``. Slow handlers never leave getters waiting on a full claim, so a
-process whose handlers are busy keeps claiming only for them and leaves the rest of the queue to the other
-consumers; a process that outruns its claims soon fetches a batch per round trip.
+The adaptive rule looks at each claim as it returns. Items still waiting in Redis after it while getters
+waited for it means the handlers sat idle on a round trip with a backlog there: claim twice as far ahead
+next time, up to ``ceiling`` (the batch size). A claim that left nothing waiting means the queue ran dry:
+halve the distance, down to ``floor``. Slow handlers never leave getters waiting, so a process whose
+handlers are busy keeps claiming only for them and leaves the rest of the queue to the other consumers; a
+process that outruns its claims soon fetches a batch per round trip.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ class Prefetch:
     def __int__(self) -> int:
         return self.value
 
-    def claimed(self, wanted: int, got: int, *, starved: bool) -> None:
-        """A claim of ``wanted`` items returned ``got``; ``starved``: getters were waiting on it."""
-        if not self.adaptive or wanted <= 0:
+    def claimed(self, backlog: int, *, starved: bool) -> None:
+        """A claim returned, leaving ``backlog`` items waiting in Redis; ``starved``: getters waited on it."""
+        if not self.adaptive:
             return
-        if got >= wanted and starved:
+        if backlog > 0 and starved:
             self.value = min(self.ceiling, max(_FIRST_STEP, self.value * 2))
-        elif got < wanted:
+        elif backlog == 0:
             self.value = max(self.floor, self.value // 2)

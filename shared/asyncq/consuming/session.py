@@ -122,7 +122,7 @@ class ConsumerSession:
         self.stats.failed += 1
         self.stats.retried += 1
         scripts = self._scripts[message.shard]
-        done = await retrying("retry", lambda: scripts.retry(self.consumer_id, message.raw, delay), log)
+        done = await retrying("retry", lambda: scripts.retry(self.consumer_id, message.handle, delay), log)
         self.fetcher.due_in(delay, message.shard)
         return bool(done)
 
@@ -135,9 +135,11 @@ class ConsumerSession:
             self.stats,
             message.raw,
             reason,
+            handle=message.handle,
             counted=True,
             failed=failed,
             item_id=message.id,
+            keyed=message.key is not None,
         )
 
     def _waker(self, shard: int) -> Callable[[str], None]:
@@ -150,7 +152,7 @@ class ConsumerSession:
         return wake
 
     def _kept(self, shard: int) -> list[bytes]:
-        return list(self.holdings.raws(shard))
+        return list(self.holdings.handles(shard))
 
     def _heartbeat_info(self) -> dict[str, Any]:
         return {

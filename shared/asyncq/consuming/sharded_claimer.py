@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from asyncq.consuming.claimer import Claimed, held_handles
 from asyncq.core.shards import Shard
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ShardedClaimer:
         self._listening = False
         self._tidied = time.monotonic()
         self._wrong_type_reported = False
+        self.backlog = 0
         for part in parts:
             part.events.on_ready = self._ready_callback(part.index)
 
@@ -73,14 +75,15 @@ class ShardedClaimer:
 
         return ready
 
-    async def claim(self, want: int, stopping: asyncio.Event) -> list[tuple[int, bytes]]:
+    async def claim(self, want: int, stopping: asyncio.Event) -> list[Claimed]:
         """Up to ``want`` items from the shards that may hold some; else wait for one to (bounded)."""
         if not self._listening:
             for part in self._parts:  # subscribed before the first look: nothing published after it is missed
                 await part.events.ensure_listening()
             self._listening = True
         self._add_due()
-        got: list[tuple[int, bytes]] = []
+        got: list[Claimed] = []
+        self.backlog = 0
         count = len(self._parts)
         order = [(self._start + k) % count for k in range(count)]
         self._start = (self._start + 1) % count
@@ -95,19 +98,20 @@ class ShardedClaimer:
             self.presence.used(shard)  # before the call: a lost reply may leave items there
             readies = self._readies[shard]
             fetched = await self._parts[shard].scripts.fetch(self._id, left)
-            if not fetched.raws and not listed:
+            self.backlog += fetched.left
+            if not fetched.items and not listed:
                 del self.presence.active[shard]  # the reply came and nothing moved
             elif shard not in self.presence.beating:
                 await self._beat_first(shard)
-            if len(fetched.raws) < left and self._readies[shard] == readies:
+            if len(fetched.items) < left and self._readies[shard] == readies:
                 # Empty now: its next 'ready' brings it back (one that came during the call may announce
                 # items pushed after the FETCH ran, so the shard stays marked then).
                 self._maybe.discard(shard)
             if fetched.next_due is not None:
                 self._due[shard] = time.monotonic() + fetched.next_due
-            if fetched.raws:
+            if fetched.items:
                 self.presence.used(shard)
-                got.extend((shard, raw) for raw in fetched.raws)
+                got.extend((shard, raw, ref) for raw, ref in fetched.items)
         if got or self._maybe or stopping.is_set():
             return got
         await self._idle(stopping)
@@ -163,16 +167,16 @@ class ShardedClaimer:
             await pipe.execute()
 
     async def processing(self) -> set[tuple[int, bytes]]:
-        """What our processing lists hold now, on the shards we are present on."""
+        """The handles of what our processing hashes and lists hold now, on the shards we are present on."""
         listed: set[tuple[int, bytes]] = set()
         for shard in list(self.presence.active):
             part = self._parts[shard]
-            raws = await part.client.lrange(part.keys.processing(self._id), 0, -1)
-            listed.update((shard, raw) for raw in raws if isinstance(raw, bytes))
+            listed.update((shard, h) for h in await held_handles(part.client, part.keys, self._id))
         return listed
 
     async def release(self, keep: Callable[[int], list[bytes]]) -> int:
-        """Give back everything in our processing lists but ``keep(shard)``; returns how many went back."""
+        """Give back everything in our processing hashes and lists but the handles ``keep(shard)``; returns
+        how many went back."""
         given = 0
         for shard in list(self.presence.active):
             given += await self._parts[shard].scripts.release(self._id, keep(shard))

@@ -109,12 +109,12 @@ class Sweeper:
         return [consumer for consumer, up in zip(ordered, alive, strict=True) if not up]
 
     async def _scan_slice(self) -> set[str]:
-        """Owners of processing lists found by the next few SCAN calls (the cursor carries over)."""
+        """Owners of processing hashes and lists found by the next few SCAN calls (the cursor carries over)."""
         found: set[str] = set()
         part = self._parts[self._scan_shard]
         for _ in range(SCAN_CALLS):
             cursor, keys = await part.client.scan(
-                cursor=self._scan_cursor, match=part.keys.processing_pattern, count=1000
+                cursor=self._scan_cursor, match=part.keys.claims_pattern, count=1000
             )
             self._scan_cursor = int(cursor)
             found.update(part.keys.consumer_of(key) for key in keys)

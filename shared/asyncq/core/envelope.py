@@ -72,7 +72,7 @@ class Message:
     ``raw`` is the exact text stored in Redis. ``shard`` is the shard of the queue it came from (0 for an
     unsharded queue): its acknowledgement, retry or dead letter goes there. ``ref`` is how the consumer's
     processing hash knows it (its id); empty for an item held in the processing list, known by its text
-    (``asyncq.core.keys``): ``handle`` is whichever of the two the scripts are given.
+    (``asyncq.core.keys``). ``handle`` is what the scripts are given for either.
     """
 
     id: str
@@ -87,8 +87,9 @@ class Message:
 
     @property
     def handle(self) -> bytes:
-        """What the consuming scripts take for this item: its id in the processing hash, else its text."""
-        return self.ref or self.raw
+        """What the consuming scripts take for this item: its id in the processing hash, else '=' and its
+        text (in the processing list)."""
+        return self.ref or b"=" + self.raw
 
     @property
     def delivery(self) -> int:

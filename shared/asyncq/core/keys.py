@@ -8,11 +8,16 @@ key                                 type    contents
 ==================================  ======  ==========================================================
 ``asyncq:{NAME}:queue``             list    envelopes waiting; producers LPUSH, consumers take from the
                                             right, so the right end is the head of the line
-``asyncq:{NAME}:processing:<id>``   list    envelopes claimed by consumer process ``<id>``, newest on
-                                            the left; an item is always in exactly one list or set
+``asyncq:{NAME}:held:<id>``         hash    item id -> envelope, for the items consumer process ``<id>``
+                                            claimed (acknowledged by id); an item is always in exactly
+                                            one list, hash, set or zset of the queue
+``asyncq:{NAME}:processing:<id>``   list    what consumer ``<id>`` claimed that the hash cannot hold by
+                                            id: a blocking pop's item (the pop moves it here), a value
+                                            that is not an envelope, a second copy of a held item; and
+                                            everything a consumer of a version before 0.5 claimed
 ``asyncq:{NAME}:heartbeat:<id>``    string  JSON about consumer ``<id>`` (host, pid, counters, latency
                                             digest); its TTL is the consumer's liveness
-``asyncq:{NAME}:consumers``         set     ids of consumers that hold, or held, a processing list
+``asyncq:{NAME}:consumers``         set     ids of consumers that hold, or held, a processing hash or list
 ``asyncq:{NAME}:delayed``           zset    envelopes waiting for a retry, scored by due time (ms,
                                             Redis's clock)
 ``asyncq:{NAME}:dead``              list    dead-letter records (JSON: reason, time, envelope), newest
@@ -175,6 +180,9 @@ class Keys:
     def processing(self, consumer_id: str) -> str:
         return f"{self.prefix}processing:{consumer_id}"
 
+    def held(self, consumer_id: str) -> str:
+        return f"{self.prefix}held:{consumer_id}"
+
     def heartbeat(self, consumer_id: str) -> str:
         return f"{self.prefix}heartbeat:{consumer_id}"
 
@@ -187,11 +195,17 @@ class Keys:
         return self.prefix + "processing:*"
 
     @property
+    def claims_pattern(self) -> str:
+        """SCAN pattern matching every processing list and hash, and no other key of the queue: ``proce...``
+        and ``held:`` (``producer:`` differs in its fourth letter, ``heartbeat:`` in its third)."""
+        return self.prefix + "[ph][re][ol][cd][e:]*"
+
+    @property
     def heartbeat_pattern(self) -> str:
         return self.prefix + "heartbeat:*"
 
     def consumer_of(self, key: str | bytes) -> str:
-        """The consumer id in a processing or heartbeat key."""
+        """The consumer id in a processing, held or heartbeat key."""
         text = key.decode() if isinstance(key, bytes) else key
         return text.split(":", 3)[3]
 

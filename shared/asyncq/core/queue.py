@@ -39,7 +39,8 @@ class RedisQueue(Generic[T]):
 
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
     ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls; by
-    default (None) it follows the backlog, from 0 up to ``batch_size`` (``asyncq.consuming.prefetch``).
+    default (None) a FIFO queue's follows the backlog, from 0 up to ``batch_size``
+    (``asyncq.consuming.prefetch``); a priority or LIFO queue's is 0, so no buffered item jumps the order.
     ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
     and how long a failed one waits. With ``min_replicas`` N > 0, ``put()`` returns only once N replicas
     hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
@@ -86,6 +87,10 @@ class RedisQueue(Generic[T]):
         self.shards = Shards(name, shards, url=self.url, redis=redis, tls=tls, kind=self.kind)
         self.keys = self.shards.home.keys
         self._client = self.shards.home.client
+        # Only FIFO adapts by default: an item buffered here would be handed out before a higher priority
+        # (or, LIFO, a newer) item put after it.
+        if prefetch is None and self.kind != "fifo":
+            prefetch = 0
         self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()

@@ -9,7 +9,7 @@ A file's ``-- flags:`` line becomes its Redis 7 shebang. Every script but PUT ca
 consuming is what frees memory, so it must keep working on a server that reached ``maxmemory``, while a PUT
 there is refused whole with OOM. A ``-- uses:`` line names the functions of ``lua/lib.lua`` to copy in, and
 every script gets the table ``F`` of counter names from ``asyncq.core.keys.TOTALS``, so those names are written
-once for Lua and Python.
+once for Lua and Python. A library function that calls another brings it along.
 """
 
 from __future__ import annotations
@@ -52,29 +52,47 @@ def source(name: str) -> str:
     shebang = "#!lua" + (f" flags={','.join(flags)}" if flags else "") + "\n"
     names = "local F = {" + ", ".join(f"{n} = '{n}'" for n in TOTALS) + "}\n"
     library = _library()
-    used = "".join(library[fn] for fn in _header(body, "uses"))
+    used = "".join(library[part] for part in with_dependencies(_header(body, "uses")))
     return shebang + names + used + body
+
+
+def _function(part: str) -> str:
+    match = re.search(r"^local function (\w+)\(", _library()[part], re.MULTILINE)
+    assert match, f"lib.lua part {part} defines no function"
+    return match.group(1)
+
+
+def with_dependencies(parts: list[str]) -> list[str]:
+    """The library parts ``parts`` and those their functions call, each after the ones it calls."""
+    library = _library()
+    ordered: list[str] = []
+
+    def add(part: str) -> None:
+        if part in ordered:
+            return
+        for other in library:
+            if other != part and re.search(rf"\b{_function(other)}\(", library[part]):
+                add(other)
+        ordered.append(part)
+
+    for part in parts:
+        add(part)
+    return ordered
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """What one FETCH claimed, and when the next scheduled retry falls due (seconds from now, or None)."""
+    """What one FETCH claimed, as (envelope, ref: its id in the processing hash, or b"" for the processing
+    list), when the next scheduled retry falls due (seconds from now, or None), and how many items still
+    wait."""
 
-    raws: list[bytes]
+    items: list[tuple[bytes, bytes]]
     next_due: float | None
+    left: int = 0
 
 
 class ShutDownRefusal(RedisError):
     """PUT refused a batch: the queue is shut down (``asyncq.core.closing`` turns it into ``QueueShutDown``)."""
-
-
-# An envelope put with an idempotency key: its fourth field is not empty (before 0.5: a key field after the
-# id; ``asyncq.core.envelope``).
-_KEYED = re.compile(rb'~\d+\|[^|]*\|[^|]*\|[^|]|\{"attempts":\d+,"id":"[^"]*","key":')
-
-
-def is_keyed(raw: bytes) -> bool:
-    return _KEYED.match(raw) is not None
 
 
 class Scripts:
@@ -162,54 +180,65 @@ class Scripts:
         raise NoScriptError("the PUT script could not be loaded")
 
     async def fetch(self, consumer: str, count: int) -> Fetched:
-        """Claim up to ``count`` envelopes into ``consumer``'s processing list (due retries first)."""
+        """Claim up to ``count`` envelopes into ``consumer``'s processing hash (due retries first)."""
         k = self.keys
+        held = k.held(consumer)
         if self._ranked:
-            keys: tuple[str, ...] = (k.ranked, k.processing(consumer), k.delayed, k.full, k.events, k.seq)
+            keys: tuple[str, ...] = (k.ranked, k.processing(consumer), k.delayed, k.full, k.events, k.seq, held)
             reply = await self._call("fetch_ranked", keys, (count,))
         else:
-            reply = await self._call("fetch", (k.queue, k.processing(consumer), k.delayed, k.full, k.events), (count,))
-        raws, next_due, now = reply
+            keys = (k.queue, k.processing(consumer), k.delayed, k.full, k.events, held)
+            reply = await self._call("fetch", keys, (count,))
+        pairs, listed, next_due, now, left = reply
+        items = list(zip(pairs[1::2], pairs[0::2], strict=True))
+        items += [(raw, b"") for raw in listed]
         due = None if next_due is None else max(0.0, (float(next_due) - float(now)) / 1000.0)
-        return Fetched(list(raws), due)
+        return Fetched(items, due, int(left))
 
-    async def ack(self, consumer: str, raws: Sequence[bytes]) -> int:
-        """Mark done the envelopes still in ``consumer``'s processing list; returns how many were."""
+    async def ack(self, consumer: str, handles: Sequence[bytes], *, keyed: bool = False) -> int:
+        """Mark done the items (``Message.handle``) still in ``consumer``'s processing hash or list; returns how
+        many were. ``keyed``: some were put with an idempotency key, to be forgotten."""
         k = self.keys
-        keys: tuple[str, ...] = (k.processing(consumer), k.unfinished, k.totals, k.events)
-        if any(is_keyed(raw) for raw in raws):
+        keys: tuple[str, ...] = (k.processing(consumer), k.unfinished, k.totals, k.events, k.held(consumer))
+        if keyed:
             keys += (k.dedup, k.dedup_done)
-        return int(await self._call("ack", keys, raws))
+        return int(await self._call("ack", keys, handles))
 
-    async def retry(self, consumer: str, raw: bytes, delay: float) -> bool:
-        """Schedule ``raw`` for another attempt in ``delay`` seconds; False if recovery had taken it back."""
+    async def retry(self, consumer: str, handle: bytes, delay: float) -> bool:
+        """Schedule the item ``handle`` for another attempt in ``delay`` seconds; False if recovery had taken
+        it back."""
         k = self.keys
-        keys = (k.processing(consumer), k.delayed, k.totals, k.unfinished, k.events)
-        return bool(await self._call("retry", keys, (raw, max(0, int(delay * 1000)))))
+        keys = (k.processing(consumer), k.delayed, k.totals, k.unfinished, k.events, k.held(consumer))
+        return bool(await self._call("retry", keys, (handle, max(0, int(delay * 1000)))))
 
-    async def dead(self, consumer: str, raw: bytes, record: bytes, *, counted: bool, failed: bool) -> bool:
-        """Move ``raw`` to the dead letters as ``record``; False if recovery had taken it back."""
+    async def dead(
+        self, consumer: str, handle: bytes, record: bytes, *, counted: bool, failed: bool, keyed: bool = False
+    ) -> bool:
+        """Move the item ``handle`` to the dead letters as ``record``; False if recovery had taken it back."""
         k = self.keys
-        keys: tuple[str, ...] = (k.processing(consumer), k.dead, k.unfinished, k.totals, k.events)
-        if is_keyed(raw):
+        keys: tuple[str, ...] = (k.processing(consumer), k.dead, k.unfinished, k.totals, k.events, k.held(consumer))
+        if keyed:
             keys += (k.dedup, k.dedup_done)
-        return bool(await self._call("dead", keys, (raw, record, int(counted), int(failed))))
+        return bool(await self._call("dead", keys, (handle, record, int(counted), int(failed))))
 
     async def recover(self, consumer: str, limit: int) -> int:
         """Give back up to ``limit`` items of a dead ``consumer``; -1 if its heartbeat is alive."""
         k = self.keys
+        beat, processing, held = k.heartbeat(consumer), k.processing(consumer), k.held(consumer)
         if self._ranked:
-            ranked = (k.heartbeat(consumer), k.processing(consumer), k.ranked, k.consumers, k.totals, k.events, k.seq)
+            ranked = (beat, processing, k.ranked, k.consumers, k.totals, k.events, k.seq, held)
             return int(await self._call("recover_ranked", ranked, (consumer, limit)))
-        keys = (k.heartbeat(consumer), k.processing(consumer), k.queue, k.consumers, k.totals, *self._ready)
+        keys = (beat, processing, k.queue, k.consumers, k.totals, held, *self._ready)
         return int(await self._call("recover", keys, (consumer, limit)))
 
     async def release(self, consumer: str, keep: Sequence[bytes]) -> int:
-        """Give back every envelope of ``consumer``'s processing list but ``keep``; returns how many."""
+        """Give back every item of ``consumer``'s processing hash and list but the handles ``keep``; returns
+        how many."""
         k = self.keys
+        processing, held = k.processing(consumer), k.held(consumer)
         if self._ranked:
-            return int(await self._call("release_ranked", (k.processing(consumer), k.ranked, k.events, k.seq), keep))
-        keys = (k.processing(consumer), k.queue, *self._ready)
+            return int(await self._call("release_ranked", (processing, k.ranked, k.events, k.seq, held), keep))
+        keys = (processing, k.queue, held, *self._ready)
         return int(await self._call("release", keys, keep))
 
     async def requeue(self, record: bytes, envelope: bytes) -> bool:

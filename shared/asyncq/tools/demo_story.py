@@ -2,7 +2,7 @@
 
 The narrator watches the queue's counters, the demo handler's records and the dead letters; it SIGKILLs one
 consumer once a third of the items are processed (and it holds some), then reports when that consumer's
-processing list is empty again: its items were recovered by the others.
+processing hash and list are empty again: its items were recovered by the others.
 """
 
 from __future__ import annotations
@@ -109,9 +109,11 @@ async def follow(client: aioredis.Redis, plot: Plot, say: Narrator, finished: as
         victim = plot.victim
         if victim is not None:
             pipe.llen(keys.processing(victim.consumer_id))
+            pipe.hlen(keys.held(victim.consumer_id))
             pipe.get(keys.heartbeat(victim.consumer_id))
         raw_totals, raw_failures, dead, once_done, *held_beat = await pipe.execute()
-        held, beat = held_beat if held_beat else (0, None)
+        listed, hashed, beat = held_beat if held_beat else (0, 0, None)
+        held = listed + hashed
         totals = counts(raw_totals)
         for raw_n, raw_k in sorted(raw_failures.items()):
             n, k = raw_n.decode(), int(raw_k)

@@ -144,7 +144,7 @@ class _ShardFigures:
     dead: int
     unfinished: int
     totals: dict[bytes, bytes]
-    lengths: dict[str, int]  # consumer id -> items in its processing list here
+    lengths: dict[str, int]  # consumer id -> items in its processing hash and list here
     shutdown: str | None
 
 
@@ -164,12 +164,18 @@ async def _shard_figures(keys: Keys, client: aioredis.Redis, kind: str) -> _Shar
     depth, head, delayed, dead, unfinished, totals, shutdown = await pipe.execute()
     if kind == "priority":
         head = head[0][16:] if head else None  # the member's put sequence prefix
-    processing = [key async for key in client.scan_iter(match=keys.processing_pattern, count=1000)]
+    claims = [key async for key in client.scan_iter(match=keys.claims_pattern, count=1000)]
     pipe = client.pipeline(transaction=False)
-    for key in processing:
-        pipe.llen(key)
-    counts = await pipe.execute() if processing else []
-    lengths = {keys.consumer_of(k): int(n) for k, n in zip(processing, counts, strict=True)}
+    for key in claims:
+        if key.startswith(keys.prefix.encode() + b"held:"):
+            pipe.hlen(key)
+        else:
+            pipe.llen(key)
+    counts = await pipe.execute() if claims else []
+    lengths: dict[str, int] = {}
+    for key, n in zip(claims, counts, strict=True):
+        owner = keys.consumer_of(key)
+        lengths[owner] = lengths.get(owner, 0) + int(n)
     mode = shutdown.decode() if isinstance(shutdown, bytes) else None
     return _ShardFigures(int(depth), head, int(delayed), int(dead), int(unfinished or 0), totals, lengths, mode)
 

@@ -1,18 +1,25 @@
--- ACK: remove each envelope from the processing list and count as done only those actually removed (a late
--- ack of an item that recovery took back counts nothing); publish 'done' when nothing is unfinished.
--- With the keys and keys-done keys (a batch holding an item put with an idempotency key), forget the keys
--- of the items removed (or remember them for their dedup_ttl).
--- KEYS: processing, unfinished, totals, channel[, keys, keys-done]
--- ARGV: envelope...
--- Reply: how many were removed
+-- ACK: take each item out of the consumer's processing hash (by id) or list ('=' then the text) and count as
+-- done only those actually taken (a late ack of an item that recovery took back counts nothing); publish
+-- 'done' when nothing is unfinished. With the keys and keys-done keys (a batch holding an item put with an
+-- idempotency key), forget the keys of the items taken (or remember them for their dedup_ttl).
+-- KEYS: processing, unfinished, totals, channel, held[, keys, keys-done]
+-- ARGV: handle...
+-- Reply: how many were taken
 -- flags: allow-oom
--- uses: finished, now, free_key
+-- uses: finished, now, free_key, unhold
 local removed = 0
-local now = KEYS[5] and now_ms()
+local now = KEYS[6] and now_ms()
 for i = 1, #ARGV do
-  local n = redis.call('LREM', KEYS[1], -1, ARGV[i])
-  if n > 0 and now then free_key(KEYS[5], KEYS[6], ARGV[i], now) end
-  removed = removed + n
+  local handle = ARGV[i]
+  if now or string.byte(handle, 1) == 61 then
+    local env = unhold(handle, KEYS[5], KEYS[1])
+    if env then
+      removed = removed + 1
+      if now then free_key(KEYS[6], KEYS[7], env, now) end
+    end
+  else
+    removed = removed + redis.call('HDEL', KEYS[5], handle)
+  end
 end
 if removed > 0 then
   redis.call('HINCRBY', KEYS[3], F.processed, removed)

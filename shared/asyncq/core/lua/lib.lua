@@ -25,6 +25,84 @@ local function item_id(env)
   return string.match(env, '^~%d+|([%w_%.%-]+)|') or string.match(env, '^{"attempts":%d+,"id":"([%w_%.%-]+)"')
 end
 
+--- hold
+-- Claimed envelopes go to the processing hash under their id (appended to `held` as id, envelope); a value
+-- without an id, or a second copy of an id the hash holds, to the processing list (appended to `listed`).
+local function hold(envs, hash, list, held, listed)
+  for i = 1, #envs do
+    local env = envs[i]
+    local id = item_id(env)
+    if id and redis.call('HSETNX', hash, id, env) == 1 then
+      held[#held + 1] = id
+      held[#held + 1] = env
+    else
+      redis.call('LPUSH', list, env)
+      listed[#listed + 1] = env
+    end
+  end
+end
+
+--- unhold
+-- Take the item known by `handle` out of the consumer's processing hash (its id) or list ('=' then its
+-- text); returns its envelope, or nil if it was not there (recovery took it back).
+local function unhold(handle, hash, list)
+  if string.byte(handle, 1) == 61 then
+    local value = string.sub(handle, 2)
+    if redis.call('LREM', list, -1, value) == 0 then return nil end
+    return value
+  end
+  local env = redis.call('HGET', hash, handle)
+  if env then redis.call('HDEL', hash, handle) end
+  return env
+end
+
+--- take_back
+-- Up to about `limit` items out of a processing list, then its hash, each handed to `give`; returns how many.
+local function take_back(list, hash, limit, give)
+  local moved = 0
+  while moved < limit do
+    local env = redis.call('LPOP', list)
+    if not env then break end
+    give(env)
+    moved = moved + 1
+  end
+  local cursor = '0'
+  while moved < limit do
+    local page = redis.call('HSCAN', hash, cursor, 'COUNT', limit - moved)
+    local found = page[2]
+    for i = #found - 1, 1, -2 do  -- a small hash keeps claim order: newest first, so the oldest ends at the head
+      give(found[i + 1])
+      redis.call('HDEL', hash, found[i])
+      moved = moved + 1
+    end
+    cursor = page[1]
+    if cursor == '0' then break end
+  end
+  return moved
+end
+
+--- give_back
+-- Every item of a processing list and hash but those in `keep` (hash: by id; list: '=' then the text),
+-- handed to `give`; the list keeps the order of what stays. Returns how many were given.
+local function give_back(list, hash, keep, give)
+  local given = 0
+  local listed, kept = redis.call('LRANGE', list, 0, -1), {}
+  for i = 1, #listed do
+    if keep['=' .. listed[i]] then kept[#kept + 1] = listed[i] else give(listed[i]); given = given + 1 end
+  end
+  redis.call('DEL', list)
+  for i = 1, #kept do redis.call('RPUSH', list, kept[i]) end
+  local all = redis.call('HGETALL', hash)
+  for i = #all - 1, 1, -2 do  -- newest first, as for the list: the oldest ends at the head of the line
+    if not keep[all[i]] then
+      give(all[i + 1])
+      redis.call('HDEL', hash, all[i])
+      given = given + 1
+    end
+  end
+  return given
+end
+
 --- push
 -- unpack() is limited by the C stack: push in slices.
 local function push(cmd, key, list, first, last)

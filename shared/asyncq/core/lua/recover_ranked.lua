@@ -1,22 +1,17 @@
--- RECOVER_RANKED: RECOVER for a priority queue: only if the consumer's heartbeat has expired, move up to
--- `limit` envelopes of its processing list, attempts bumped, back to the head of their priority; unregister
--- it once its list is empty; publish 'ready' when nothing was waiting.
--- KEYS: heartbeat, processing, ranked, consumers, totals, channel, seq
+-- RECOVER_RANKED: RECOVER for a priority queue: only if the consumer's heartbeat has expired, move up to about
+-- `limit` envelopes of its processing list and hash, attempts bumped, back to the head of their priority;
+-- unregister it once both are empty; publish 'ready' when nothing was waiting.
+-- KEYS: heartbeat, processing, ranked, consumers, totals, channel, seq, held
 -- ARGV: consumer id, limit
 -- Reply: how many moved, or -1 if the consumer is alive
 -- flags: allow-oom
--- uses: bump, rank
+-- uses: bump, rank, take_back
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-local moved = 0
 local waiting = redis.call('ZCARD', KEYS[3])
-local limit = tonumber(ARGV[2])
-while moved < limit do
-  local env = redis.call('LPOP', KEYS[2])
-  if not env then break end
+local moved = take_back(KEYS[2], KEYS[8], tonumber(ARGV[2]), function(env)
   rank(KEYS[3], KEYS[7], bump(env), true)
-  moved = moved + 1
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[1]) end
+end)
+if redis.call('EXISTS', KEYS[2], KEYS[8]) == 0 then redis.call('SREM', KEYS[4], ARGV[1]) end
 if moved > 0 then redis.call('HINCRBY', KEYS[5], F.recovered, moved) end
 if moved > 0 and waiting == 0 then redis.call('SPUBLISH', KEYS[6], 'ready') end
 return moved
