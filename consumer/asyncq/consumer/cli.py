@@ -176,7 +176,7 @@ def main(
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with conn.opened(
-            prefetch=prefetch,
+            prefetch="auto" if prefetch is None else prefetch,
             retry=retry,
             heartbeat_interval=heartbeat,
             max_item_bytes=max_item_bytes,

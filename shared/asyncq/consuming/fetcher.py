@@ -134,7 +134,10 @@ class Fetcher:
                 getter.set_result(None)
 
     def _want(self) -> int:
-        return min(self._batch_size, len(self._getters) + self.prefetch.value - len(self.buffer))
+        ahead = self.prefetch.value
+        if not self._getters and len(self.buffer) > ahead // 2:
+            return 0  # refill from half empty, in one claim, rather than an item at a time as gets take them
+        return min(self._batch_size, len(self._getters) + ahead - len(self.buffer))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -225,7 +228,9 @@ class Fetcher:
             return
         claimed = await self._claimer.claim(self._want(), self._stop)
         self._claimer.claimed()
-        self.prefetch.claimed(self._claimer.backlog, starved=bool(self._getters))
+        # Starved: getters waited on this claim, or nearly did (the buffer it refilled was almost drained).
+        starved = bool(self._getters) or len(self.buffer) < self.prefetch.value // 4
+        self.prefetch.claimed(self._claimer.backlog, starved=starved)
         self._deliver(claimed)
         if not claimed and self._shutdown is not None:
             await self._look_at_shutdown(self._shutdown)

@@ -1,9 +1,10 @@
 """How far ahead of its ``get()`` callers a consuming process claims: a fixed number when the user set one,
 else a number that follows the backlog.
 
-The adaptive rule looks at each claim as it returns. Items still waiting in Redis after it while getters
-waited for it means the handlers sat idle on a round trip with a backlog there: claim twice as far ahead
-next time, up to ``ceiling`` (the batch size). A claim that left nothing waiting means the queue ran dry:
+The fetcher claims again once its buffer is half empty. The adaptive rule looks at each claim as it
+returns. Items still waiting in Redis after it while getters waited for it (or the buffer had nearly run
+out) means the handlers sat, or nearly sat, idle on a round trip with a backlog there: claim twice as far
+ahead next time, up to ``ceiling`` (the batch size). A claim that left nothing waiting means the queue ran dry:
 halve the distance, down to ``floor``. Slow handlers never leave getters waiting, so a process whose
 handlers are busy keeps claiming only for them and leaves the rest of the queue to the other consumers; a
 process that outruns its claims soon fetches a batch per round trip.

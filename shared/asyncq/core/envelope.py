@@ -11,7 +11,7 @@ payload); ``id`` is letters, digits, ``-`` and ``_``; ``enqueued_at`` is microse
 ``|`` written ``\u007c``; ``trace`` (with ``asyncq.tracing``) is the producer's W3C trace context as a JSON
 object, ``|`` escaped the same way. Both are empty when absent. A 30-byte payload makes a 59-byte envelope.
 
-Envelopes written before 0.5 are JSON objects (``asyncq.core.legacy_envelope``); they still decode, and the
+Envelopes written before 0.2 are JSON objects (``asyncq.core.legacy_envelope``); they still decode, and the
 Lua scripts read and bump both forms, so a queue an older version wrote drains after an upgrade.
 
 A dead letter is a JSON object ``{"id", "reason", "failed_at", "consumer", "envelope"}`` where ``envelope`` is

@@ -14,7 +14,7 @@ key                                 type    contents
 ``asyncq:{NAME}:processing:<id>``   list    what consumer ``<id>`` claimed that the hash cannot hold by
                                             id: a blocking pop's item (the pop moves it here), a value
                                             that is not an envelope, a second copy of a held item; and
-                                            everything a consumer of a version before 0.5 claimed
+                                            everything a consumer of a version before 0.2 claimed
 ``asyncq:{NAME}:heartbeat:<id>``    string  JSON about consumer ``<id>`` (host, pid, counters, latency
                                             digest); its TTL is the consumer's liveness
 ``asyncq:{NAME}:consumers``         set     ids of consumers that hold, or held, a processing hash or list

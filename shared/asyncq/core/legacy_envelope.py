@@ -1,4 +1,4 @@
-"""The JSON envelope of asyncq before 0.5, still decoded so that a queue written by an older version drains.
+"""The JSON envelope of asyncq before 0.2, still decoded so that a queue written by an older version drains.
 
 Such an envelope is one JSON object whose text begins with the attempts field (the Lua scripts raise it by
 editing the text)::

@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -38,9 +38,10 @@ class RedisQueue(Generic[T]):
     """A FIFO queue shared by every process that opens the same ``name`` on the same Redis.
 
     ``maxsize`` bounds the items waiting in the queue across all processes (``put`` waits for room).
-    ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls; by
-    default (None) a FIFO queue's follows the backlog, from 0 up to ``batch_size``
-    (``asyncq.consuming.prefetch``); a priority or LIFO queue's is 0, so no buffered item jumps the order.
+    ``prefetch`` lets a consuming process claim that many items beyond its waiting ``get()`` calls (0: only
+    for them, as ``asyncio.Queue`` hands items out); ``"auto"`` (what the ``consumer`` CLI uses) follows the
+    backlog, from 0 up to ``batch_size`` (``asyncq.consuming.prefetch``), on a FIFO queue; on a priority or
+    LIFO queue it stays 0, so no buffered item jumps the order.
     ``retry`` (a ``RetryPolicy``) says how many deliveries an item gets before it goes to the dead letters,
     and how long a failed one waits. With ``min_replicas`` N > 0, ``put()`` returns only once N replicas
     hold the item (``WAIT``, once per batch, ``replica_timeout`` seconds per try; a shortfall is retried,
@@ -64,7 +65,7 @@ class RedisQueue(Generic[T]):
         retry: RetryPolicy | None = None,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
-        prefetch: int | None = None,
+        prefetch: int | Literal["auto"] = 0,
         batch_size: int = 500,
         heartbeat_interval: float = 2.0,
         block_timeout: float = 2.0,
@@ -73,8 +74,10 @@ class RedisQueue(Generic[T]):
         codec: Codec[Any] | None = None,
         dedup_ttl: float = 0.0,
     ) -> None:
-        if maxsize < 0 or (prefetch is not None and prefetch < 0) or batch_size < 1 or shards < 1:
-            raise ValueError("maxsize and prefetch must be >= 0; batch_size and shards >= 1")
+        if prefetch != "auto" and (type(prefetch) is not int or prefetch < 0):
+            raise ValueError(f"prefetch must be a count >= 0 or 'auto', not {prefetch!r}")
+        if maxsize < 0 or batch_size < 1 or shards < 1:
+            raise ValueError("maxsize must be >= 0; batch_size and shards >= 1")
         seconds("dedup_ttl", dedup_ttl)  # before any client is made
         self.codec: Codec[Any] = codec or JsonCodec()
         check_name(name)
@@ -87,11 +90,10 @@ class RedisQueue(Generic[T]):
         self.shards = Shards(name, shards, url=self.url, redis=redis, tls=tls, kind=self.kind)
         self.keys = self.shards.home.keys
         self._client = self.shards.home.client
-        # Only FIFO adapts by default: an item buffered here would be handed out before a higher priority
-        # (or, LIFO, a newer) item put after it.
-        if prefetch is None and self.kind != "fifo":
-            prefetch = 0
-        self._settings = ConsumeSettings(prefetch, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
+        # Only FIFO adapts: an item buffered here would be handed out before a higher priority (or, LIFO, a
+        # newer) item put after it.
+        fixed = None if prefetch == "auto" and self.kind == "fifo" else (0 if prefetch == "auto" else prefetch)
+        self._settings = ConsumeSettings(fixed, batch_size, block_timeout, heartbeat_interval, self.retry_policy)
         self.consumer_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.stats = ConsumerStats()
         replication = Replication(min_replicas, replica_timeout)

@@ -8,7 +8,7 @@ local function now_ms()
 end
 
 --- bump
--- Raise the attempts field every envelope begins with (~N| now, {"attempts":N, before 0.5), editing the
+-- Raise the attempts field every envelope begins with (~N| now, {"attempts":N, before 0.2), editing the
 -- text in place: the payload is never decoded.
 local function bump(env)
   if string.byte(env, 1) == 126 then
@@ -124,7 +124,7 @@ end
 
 --- rank
 -- A priority queue's waiting items are a zset scored by priority: the payload is the item [priority, data],
--- so the priority is the first number of the payload, the last field (before 0.5: the first number after
+-- so the priority is the first number of the payload, the last field (before 0.2: the first number after
 -- "payload":[; a quote inside a JSON string is escaped, so the first ,"payload": is the field's own). The
 -- member is a 16-digit put sequence number, then the envelope: equal priorities sort by it, in put order;
 -- `head` (an item given back) gets all zeros, before them.
@@ -143,7 +143,7 @@ end
 
 --- free_key
 -- An item put with an idempotency key is done: forget its key (when the key is still this item's), or keep
--- it `ttl` ms longer in `done` (dedup_ttl). The key is the fourth field (before 0.5: the JSON text after the
+-- it `ttl` ms longer in `done` (dedup_ttl). The key is the fourth field (before 0.2: the JSON text after the
 -- id, before enqueued_at).
 local function free_key(keys, done, env, now)
   local id, key
