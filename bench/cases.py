@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from common import SIZE, Bench, Sample, parse_number, read_latency, record_usage
+from common import SIZE, Bench, Sample, parse_number, read_summaries, record_usage
 from procs import wait_for
 
 # -- baselines ---------------------------------------------------------------------------------------------
@@ -21,14 +21,16 @@ def ceiling(bench: Bench) -> Sample:
     return sample
 
 
-def raw(mode: str) -> Callable[[Bench], Sample]:
+def raw(mode: str, *, size: int = 30, items: int | None = None) -> Callable[[Bench], Sample]:
+    """A raw redis-py producer and consumer of ``size``-byte payloads (``items``: a target row's count)."""
+
     def case(bench: Bench) -> Sample:
-        count = bench.sizes.naive if mode == "naive" else bench.sizes.batched
+        count = bench.scaled(items) if items else bench.sizes.naive if mode == "naive" else bench.sizes.batched
         url = bench.server.url
         consumer = bench.helper(f"raw-{mode}-c", "consume", "--mode", mode, "--url", url, "--count", str(count))
         wait_for(lambda: "ready" in consumer.output(), 30, "the raw consumer")
         bench.begin()
-        producer = bench.helper(f"raw-{mode}-p", "produce", "--url", url, "--count", str(count))
+        producer = bench.helper(f"raw-{mode}-p", "produce", "--url", url, "--count", str(count), "--size", str(size))
         sample = Sample()
         record_usage(sample, "p", producer.wait(300))
         record_usage(sample, "c", consumer.wait(300))
@@ -36,6 +38,7 @@ def raw(mode: str) -> Callable[[Bench], Sample]:
         first = json.loads(producer.output().splitlines()[-1])["first"]
         last = json.loads(consumer.output().splitlines()[-1])["last"]
         sample.rate = count / (last - first)
+        sample.extra["items"] = count
         return sample
 
     return case
@@ -52,12 +55,18 @@ def end_to_end(
     options: tuple[str, ...] = (),
     tracing: bool = False,
     producer_options: tuple[str, ...] = (),
+    size: str = SIZE,
+    items: int | None = None,
 ) -> Callable[[Bench], Sample]:
-    """One producer process (with ``producer_options``), ``consumers`` consumer processes (with ``options``);
-    with ``rate`` an offered load (items/s), else as fast as they go."""
+    """One producer process (with ``producer_options``, ``--size size``), ``consumers`` consumer processes (with
+    ``options``); with ``rate`` an offered load (items/s), else as fast as they go; ``items``: a target row's
+    count.
+
+    ``extra["busy cpu"]`` is the consumers' CPU seconds from the producer's start to its join: the items' cost
+    without the processes' start-up and stop."""
 
     def case(bench: Bench) -> Sample:
-        count = bench.sizes.latency if rate else bench.sizes.e2e
+        count = bench.scaled(items) if items else bench.sizes.latency if rate else bench.sizes.e2e
         summaries = [bench.summary_file() for _ in range(consumers)]
         procs = [
             bench.cli("consumer", "--work", "0", "--summary-file", str(path), *options, uvloop=uvloop, tracing=tracing)
@@ -65,17 +74,20 @@ def end_to_end(
         ]
         bench.registered(consumers)
         bench.begin()
-        args = ["-n", str(count), "--size", SIZE, *producer_options]
+        busy = -sum(proc.cpu_now() for proc in procs)
+        args = ["-n", str(count), "--size", size, *producer_options]
         if rate:
             args += ["--rate", str(rate)]
         producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
         sample = Sample()
         record_usage(sample, "p", producer.wait(300))
+        busy += sum(proc.cpu_now() for proc in procs)
         bench.end(sample, count)
+        sample.extra.update({"busy cpu": busy, "items": count})
         for n, proc in enumerate(procs, 1):
             record_usage(sample, f"c{n}" if consumers > 1 else "c", proc.stop())
         sample.rate = count / parse_number(r"all processed after ([\d.]+) s", producer.output())
-        read_latency(sample, summaries)
+        read_summaries(sample, summaries)
         return sample
 
     return case

@@ -35,10 +35,11 @@ class Sizes:
     batched: int
     latency: int
     idle: float
+    scale: float = 1.0  # the target rows' item counts (bench/targets.py) are their full-run counts times this
 
 
 FULL = Sizes(e2e=200_000, producer=200_000, ceiling=200_000, naive=20_000, batched=200_000, latency=5_000, idle=10.0)
-QUICK = Sizes(e2e=2_000, producer=2_000, ceiling=2_000, naive=200, batched=2_000, latency=200, idle=1.0)
+QUICK = Sizes(e2e=2_000, producer=2_000, ceiling=2_000, naive=200, batched=2_000, latency=200, idle=1.0, scale=0.01)
 
 
 @dataclass
@@ -53,12 +54,27 @@ class Sample:
     cpu: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
     idle_cpu: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # figures only some cases have, by name
+
+
+Results = dict[str, Sample]  # the medians of this run, by case name
 
 
 @dataclass(frozen=True)
 class Target:
+    """What a row should reach. ``met`` sees the row's sample and every result of the run, so that a target can
+    be a ratio of a baseline measured in the same run (named in ``needs``: ``--only`` runs those too); it
+    returns None when it cannot tell. ``figure`` is what was measured, printed beside the verdict."""
+
     text: str
-    met: Callable[[Sample], bool]
+    met: Callable[[Sample, Results], bool | None]
+    needs: tuple[str, ...] = ()
+    figure: Callable[[Sample, Results], str] | None = None
+
+    def verdict(self, sample: Sample, results: Results) -> str:
+        word = {True: "met", False: "MISSED", None: ""}[self.met(sample, results)]
+        shown = self.figure(sample, results) if self.figure else ""
+        return f"{word}: {shown}" if word and shown else word or shown
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class Case:
     name: str
     run: Callable[[Bench], Sample]
     target: Target | None = None
+    versus: str | None = None  # the batched baseline of the "x batched" column, if not the 30-byte one
 
 
 class Bench:
@@ -104,8 +121,12 @@ class Bench:
     def cli(self, name: str, *args: str, uvloop: bool = False, tracing: bool = False) -> Proc:
         return self.spawn(name, [str(BIN / name), *args], uvloop=uvloop, tracing=tracing)
 
-    def helper(self, name: str, *args: str) -> Proc:
-        return self.spawn(name, [sys.executable, str(HERE / "baselines.py"), *args])
+    def helper(self, name: str, *args: str, script: str = "baselines.py") -> Proc:
+        return self.spawn(name, [sys.executable, str(HERE / script), *args])
+
+    def scaled(self, items: int) -> int:
+        """A target row's item count: ``items`` in a full run, fewer with --quick."""
+        return max(10, round(items * self.sizes.scale))
 
     def summary_file(self) -> Path:
         self._runs += 1
@@ -145,6 +166,10 @@ class Bench:
         sample.cpu["r"] = cpu_seconds(self.redis_pid) - self._redis_cpu
 
 
+def ratio(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.3g}"
+
+
 def parse_number(pattern: str, text: str) -> float:
     match = re.search(pattern, text)
     if match is None:
@@ -157,8 +182,14 @@ def record_usage(sample: Sample, key: str, usage: Usage) -> None:
     sample.rss[key] = usage.rss_mb
 
 
-def read_latency(sample: Sample, summaries: list[Path]) -> None:
-    """The worst p50 and p99 over the consumers (each summary has its own quantiles)."""
-    data = [json.loads(path.read_text())["latency_ms"] for path in summaries]
-    sample.p50 = max(d["p50"] for d in data)
-    sample.p99 = max(d["p99"] for d in data)
+def read_summaries(sample: Sample, summaries: list[Path]) -> None:
+    """The worst p50 and p99 over the consumers (each summary has its own quantiles), and each consumer's share
+    of the items processed (``share c1``, ...; ``min share``)."""
+    data = [json.loads(path.read_text()) for path in summaries]
+    sample.p50 = max(d["latency_ms"]["p50"] for d in data)
+    sample.p99 = max(d["latency_ms"]["p99"] for d in data)
+    total = sum(d["processed"] for d in data)
+    if total:
+        shares = [d["processed"] / total for d in data]
+        sample.extra.update({f"share c{n}": share for n, share in enumerate(shares, 1)})
+        sample.extra["min share"] = min(shares)

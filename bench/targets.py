@@ -1,0 +1,246 @@
+"""The rows for the targets of the performance issue that bench/run.py's main rows do not cover, each against a
+baseline measured in the same run; ``--only`` selects a group by its name's prefix:
+
+- ``put1``: one coroutine awaiting each ``put()`` in turn (``library.py put1``), against raw redis-py awaiting
+  each ``LPUSH`` and each ``EVALSHA`` of a one-line LPUSH script, and ``redis-benchmark -c 1 -P 1 -t lpush``.
+- ``memory``: what a waiting item holds in Redis (``INFO memory`` used_memory before and after ``put_many`` of
+  N items with no consumer), against a bare ``LPUSH`` of the same payload, at 30 B, 1 KiB, 16 KiB, 256 KiB.
+- ``sizes``: end to end at those payload sizes with 1, 2 and 4 consumer processes, each beside the raw batched
+  baseline at the same size (its "x batched" column); MB/s of payload and redis-server CPU per item.
+- ``fair``: 3 consumer processes; each one's share of the items processed (from its ``--summary-file``).
+
+``consumer_cpu()`` is the "consumer CPU per item" section, from run.py's e2e 1+1 and 1,000 items/s rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+
+from cases import end_to_end, raw
+from common import QUEUE, Bench, Case, Results, Sample, Target, ratio, record_usage
+from library import FILL_BATCH
+from procs import Proc, wait_for
+
+KIB = 1024
+# The producer CLI's item is {"data":"<--size hex characters>","producer":N} in compact JSON, N one digit with its
+# default 5 coroutines: this many bytes around the hex, so its payload can be sized exactly.
+PRODUCER_JSON = len('{"data":"","producer":0}')
+# Bytes, label, items end to end, items waiting (memory rows): full-run counts, so that each run takes a few
+# seconds on 2 cores (the size matrix is the biggest group of the run).
+SIZES = (
+    (30, "30 B", 100_000, 100_000),
+    (KIB, "1 KiB", 50_000, 50_000),
+    (16 * KIB, "16 KiB", 10_000, 10_000),
+    (256 * KIB, "256 KiB", 1_000, 2_000),
+)
+RAW_KEY = "bench:raw"  # baselines.py's key
+PUT1_ITEMS = 20_000
+FAIR_ITEMS = 20_000
+FAIR_CONSUMERS = 3
+
+PUT1_ASYNCQ = "put1: asyncq, await each put()"
+PUT1_LPUSH = "put1: redis-py, await each LPUSH"
+
+
+def at_least(text: str, rows: dict[str, str], *, trips: float | None = None) -> Target:
+    """The row's rate is no lower than that of each of ``rows`` (case name: short label), measured in the same
+    run; with ``trips``, also under that many round trips per item."""
+
+    def met(s: Sample, results: Results) -> bool | None:
+        bases = [results[name].rate if name in results else None for name in rows]
+        if s.rate is None or None in bases:
+            return None
+        fast = all(base is not None and s.rate >= base for base in bases)
+        return fast and (trips is None or (s.trips is not None and s.trips < trips))
+
+    def figure(s: Sample, results: Results) -> str:
+        return ", ".join(
+            f"x {ratio(s.rate, results[name].rate)} {label}" for name, label in rows.items() if name in results
+        )
+
+    return Target(text, met, needs=tuple(rows), figure=figure)
+
+
+# -- one awaited put at a time -----------------------------------------------------------------------------
+
+
+def put1(script: str, *args: str) -> Callable[[Bench], Sample]:
+    """A helper that awaits each put in turn and times its own loop (``library.py`` or ``baselines.py``)."""
+
+    def case(bench: Bench) -> Sample:
+        count = bench.scaled(PUT1_ITEMS)
+        bench.begin()
+        proc = bench.helper("put1", "put1", "--url", bench.server.url, "--count", str(count), *args, script=script)
+        sample = Sample()
+        record_usage(sample, "p", proc.wait(300))
+        bench.end(sample, count)
+        result = json.loads(proc.output().splitlines()[-1])
+        sample.rate, sample.p50, sample.p99 = count / result["seconds"], result["p50_ms"], result["p99_ms"]
+        return sample
+
+    return case
+
+
+def redis_benchmark(bench: Bench) -> Sample:
+    """``redis-benchmark -c 1 -P 1 -t lpush -d 30``: Redis's own C client, one connection, one request at a time."""
+    count = bench.scaled(PUT1_ITEMS)
+    host_port = ("-h", "127.0.0.1", "-p", str(bench.server.port))
+    argv = ["redis-benchmark", *host_port, "-c", "1", "-P", "1", "-n", str(count), "-d", "30", "-t", "lpush", "--csv"]
+    bench.begin()
+    proc = bench.spawn("redis-benchmark", argv)
+    sample = Sample()
+    record_usage(sample, "p", proc.wait(300))
+    bench.end(sample, count)
+    row = next(r for r in csv.DictReader(io.StringIO(proc.output())) if r["test"].startswith("LPUSH"))
+    sample.rate, sample.p50, sample.p99 = float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
+    return sample
+
+
+# -- Redis memory per waiting item -------------------------------------------------------------------------
+
+
+def memory(size: int, items: int) -> Callable[[Bench], Sample]:
+    """used_memory per item after ``put_many`` of ``items`` (asyncq), then after as many bare LPUSHes, each from
+    an empty database; the row's rate is asyncq's fill.
+
+    Each fill starts from one batch put already, so that what a queue holds once (its counters, the list's first
+    node) is not counted per item; used_memory is read once the filling client's connection is gone, so that its
+    buffers are not counted either; and Redis's per-command latency histograms are off meanwhile (each is
+    allocated on its command's first call, and CONFIG RESETSTAT frees them: tens of KB that come and go)."""
+
+    def case(bench: Bench) -> Sample:
+        count, url = bench.scaled(items), bench.server.url
+
+        def used() -> int:
+            wait_for(lambda: int(bench.client.info("clients")["connected_clients"]) == 1, 30, "the client to leave")
+            return int(bench.client.info("memory")["used_memory"])
+
+        def fill(n: int) -> Proc:
+            args = ("fill", "--url", url, "--queue", QUEUE, "--count", str(n), "--size", str(size))
+            return bench.helper("fill", *args, script="library.py")
+
+        tracking = str(bench.client.config_get("latency-tracking")["latency-tracking"])
+        bench.client.config_set("latency-tracking", "no")
+        try:
+            fill(FILL_BATCH).wait(60)
+            bench.begin()
+            before = used()
+            proc = fill(count)
+            sample = Sample()
+            record_usage(sample, "p", proc.wait(300))
+            sample.extra["bytes"] = (used() - before) / count
+            bench.end(sample, count)
+            result = json.loads(proc.output().splitlines()[-1])
+            if result["waiting"] != FILL_BATCH + count:
+                raise RuntimeError(f"{result['waiting']} items waiting after putting {FILL_BATCH} + {count}")
+            sample.rate = count / result["seconds"]
+            bench.client.flushall()
+            args = ("produce", "--url", url, "--key", RAW_KEY, "--size", str(size))
+            bench.helper("fill-raw", *args, "--count", str(FILL_BATCH)).wait(60)
+            before = used()
+            bench.helper("fill-raw", *args, "--count", str(count)).wait(300)
+            sample.extra["bare bytes"] = (used() - before) / count
+        finally:
+            bench.client.config_set("latency-tracking", tracking)
+        return sample
+
+    return case
+
+
+def _bytes(s: Sample, _: Results) -> str:
+    mine, bare = s.extra.get("bytes"), s.extra.get("bare bytes")
+    if mine is None or bare is None:
+        return "-"
+    return f"{mine:.0f} B/item, bare LPUSH {bare:.0f} (+{mine - bare:.0f})"
+
+
+def memory_cases() -> list[Case]:
+    """The target (≤64 B per waiting item) is at 30 B; the larger sizes show their bytes beside no target."""
+    cases = []
+    for size, label, _, items in SIZES:
+        target = Target("", lambda s, _: None, figure=_bytes)
+        if size == 30:
+            target = Target(
+                "≤64 B/item", lambda s, _: s.extra["bytes"] <= 64 if "bytes" in s.extra else None, figure=_bytes
+            )
+        cases.append(Case(f"memory: {label} items waiting", memory(size, items), target))
+    return cases
+
+
+# -- payload sizes -----------------------------------------------------------------------------------------
+
+
+def _throughput(size: int) -> Callable[[Sample, Results], str]:
+    """MB/s of payload, and redis-server's CPU per item and share of the run's wall time."""
+
+    def figure(s: Sample, _: Results) -> str:
+        items, redis_cpu = s.extra.get("items"), s.cpu.get("r")
+        if s.rate is None or not items or redis_cpu is None:
+            return "-"
+        busy = redis_cpu * s.rate / items  # CPU seconds over the wall seconds (items / rate) of the run
+        return f"{s.rate * size / 1e6:.1f} MB/s, r {redis_cpu / items * 1e6:.1f} µs/item, Redis busy {busy:.0%}"
+
+    return figure
+
+
+def _redis_not_the_limit(s: Sample, _: Results) -> bool | None:
+    """Redis was busy less than half of the run: what limits the rate is the clients' copying, not Redis."""
+    items, redis_cpu = s.extra.get("items"), s.cpu.get("r")
+    return None if s.rate is None or not items or redis_cpu is None else redis_cpu * s.rate / items < 0.5
+
+
+def size_cases() -> list[Case]:
+    cases = []
+    for size, label, items, _ in SIZES:
+        baseline = f"sizes: {label}, redis-py batched (RPOP 100)"
+        note = Target("", lambda s, _: None, figure=_throughput(size))
+        cases.append(Case(baseline, raw("batched", size=size, items=items), note, versus=baseline))
+        if size == 256 * KIB:
+            note = Target("copying bytes, not Redis CPU", _redis_not_the_limit, figure=_throughput(size))
+        for consumers in (1, 2, 4):
+            name = f"sizes: {label}, asyncq 1 producer + {consumers} consumer{'s' if consumers > 1 else ''}"
+            run = end_to_end(consumers, size=str(size - PRODUCER_JSON), items=items)
+            cases.append(Case(name, run, note, versus=baseline))
+    return cases
+
+
+# -- fair share --------------------------------------------------------------------------------------------
+
+
+def _shares(s: Sample, _: Results) -> str:
+    shares = [s.extra[f"share c{n}"] for n in range(1, FAIR_CONSUMERS + 1) if f"share c{n}" in s.extra]
+    return "shares " + "/".join(f"{100 * share:.0f}" for share in shares) + " %" if shares else "-"
+
+
+def _fair(s: Sample, _: Results) -> bool | None:
+    return s.extra["min share"] >= 0.2 if "min share" in s.extra else None
+
+
+CASES = [
+    Case(PUT1_ASYNCQ, put1("library.py", "--queue", QUEUE), at_least("≥ awaited LPUSH", {PUT1_LPUSH: "LPUSH"})),
+    Case(PUT1_LPUSH, put1("baselines.py", "--mode", "lpush")),
+    Case("put1: redis-py, await each EVALSHA (LPUSH script)", put1("baselines.py", "--mode", "evalsha")),
+    Case("put1: redis-benchmark -c 1 -P 1 -t lpush", redis_benchmark),
+    *memory_cases(),
+    *size_cases(),
+    Case(
+        f"fair: {FAIR_CONSUMERS} consumer processes, each one's share",
+        end_to_end(FAIR_CONSUMERS, items=FAIR_ITEMS),
+        Target("min share ≥20%", _fair, figure=_shares),
+    ),
+]
+
+
+def consumer_cpu(busy: Sample | None, offered: Sample | None) -> str:
+    """The consumer's CPU per item, from the producer's start to its join (start-up and stop left out): busy
+    (e2e 1+1, as fast as it goes) and at 1,000 items/s offered (the latency row)."""
+    lines = []
+    for what, s, limit in (("busy, e2e 1+1", busy, 8.0), ("at 1,000 items/s offered", offered, 40.0)):
+        if s is None or "busy cpu" not in s.extra or not s.extra.get("items"):
+            continue
+        us = s.extra["busy cpu"] / s.extra["items"] * 1e6
+        lines.append(f"  {what}: {us:.1f} µs/item (target ≤{limit:.0f} µs): {'met' if us <= limit else 'MISSED'}")
+    return "Consumer CPU per item (from the producer's start to its join):\n" + "\n".join(lines) if lines else ""
