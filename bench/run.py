@@ -21,6 +21,12 @@ them as ratios of the same cases without tracing, in the same run.
 The "vocab" rows (``--only vocab``) put with an idempotency key per item (``producer --keys``) and through a
 priority queue (``--kind priority --priority 0-9``); the section after the table gives them as ratios of the
 plain FIFO rows of the same run.
+
+The "put1", "memory", "sizes" and "fair" rows (bench/targets.py; ``--only`` one of those words runs that group)
+are the issue's other targets, each against a baseline of the same run; the "measured" column gives what a
+target was judged on. A target measured against another row brings that row along with ``--only``;
+``--only cpu`` runs the two rows the "consumer CPU per item" section reads. The wall time of each group is
+printed at the end.
 """
 
 from __future__ import annotations
