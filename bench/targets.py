@@ -3,8 +3,9 @@ baseline measured in the same run; ``--only`` selects a group by its name's pref
 
 - ``put1``: one coroutine awaiting each ``put()`` in turn (``library.py put1``), against raw redis-py awaiting
   each ``LPUSH`` and each ``EVALSHA`` of a one-line LPUSH script, and ``redis-benchmark -c 1 -P 1 -t lpush``.
-- ``memory``: what a waiting item holds in Redis (``INFO memory`` used_memory before and after ``put_many`` of
-  N items with no consumer), against a bare ``LPUSH`` of the same payload, at 30 B, 1 KiB, 16 KiB, 256 KiB.
+- ``memory`` (bench/memory.py): what a waiting item holds in Redis (``INFO memory`` used_memory before and
+  after ``put_many`` of N items with no consumer), against a bare ``LPUSH`` of the same payload, at 30 B, 1 KiB,
+  16 KiB, 256 KiB.
 - ``sizes``: end to end at those payload sizes with 1, 2 and 4 consumer processes, each beside the raw batched
   baseline at the same size (its "x batched" column); MB/s of payload and redis-server CPU per item.
 - ``fair``: 3 consumer processes; each one's share of the items processed (from its ``--summary-file``).
@@ -17,12 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import sys
 from collections.abc import Callable
 
 from cases import end_to_end, raw
 from common import QUEUE, Bench, Case, Results, Sample, Target, ratio, record_usage
-from library import FILL_BATCH
-from procs import Proc, wait_for
+from memory import memory_cases
 
 KIB = 1024
 # The producer CLI's item is {"data":"<--size hex characters>","producer":N} in compact JSON, N one digit with its
@@ -36,7 +38,6 @@ SIZES = (
     (16 * KIB, "16 KiB", 10_000, 10_000),
     (256 * KIB, "256 KiB", 1_000, 2_000),
 )
-RAW_KEY = "bench:raw"  # baselines.py's key
 PUT1_ITEMS = 20_000
 FAIR_ITEMS = 20_000
 FAIR_CONSUMERS = 3
@@ -86,6 +87,9 @@ def put1(script: str, *args: str) -> Callable[[Bench], Sample]:
 
 def redis_benchmark(bench: Bench) -> Sample:
     """``redis-benchmark -c 1 -P 1 -t lpush -d 30``: Redis's own C client, one connection, one request at a time."""
+    if shutil.which("redis-benchmark") is None:  # packaged with redis-server nearly everywhere, but not always
+        print("  no redis-benchmark on PATH: its row stays empty", file=sys.stderr)
+        return Sample()
     count = bench.scaled(PUT1_ITEMS)
     host_port = ("-h", "127.0.0.1", "-p", str(bench.server.port))
     argv = ["redis-benchmark", *host_port, "-c", "1", "-P", "1", "-n", str(count), "-d", "30", "-t", "lpush", "--csv"]
@@ -97,77 +101,6 @@ def redis_benchmark(bench: Bench) -> Sample:
     row = next(r for r in csv.DictReader(io.StringIO(proc.output())) if r["test"].startswith("LPUSH"))
     sample.rate, sample.p50, sample.p99 = float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
     return sample
-
-
-# -- Redis memory per waiting item -------------------------------------------------------------------------
-
-
-def memory(size: int, items: int) -> Callable[[Bench], Sample]:
-    """used_memory per item after ``put_many`` of ``items`` (asyncq), then after as many bare LPUSHes, each from
-    an empty database; the row's rate is asyncq's fill.
-
-    Each fill starts from one batch put already, so that what a queue holds once (its counters, the list's first
-    node) is not counted per item; used_memory is read once the filling client's connection is gone, so that its
-    buffers are not counted either; and Redis's per-command latency histograms are off meanwhile (each is
-    allocated on its command's first call, and CONFIG RESETSTAT frees them: tens of KB that come and go)."""
-
-    def case(bench: Bench) -> Sample:
-        count, url = bench.scaled(items), bench.server.url
-
-        def used() -> int:
-            wait_for(lambda: int(bench.client.info("clients")["connected_clients"]) == 1, 30, "the client to leave")
-            return int(bench.client.info("memory")["used_memory"])
-
-        def fill(n: int) -> Proc:
-            args = ("fill", "--url", url, "--queue", QUEUE, "--count", str(n), "--size", str(size))
-            return bench.helper("fill", *args, script="library.py")
-
-        tracking = str(bench.client.config_get("latency-tracking")["latency-tracking"])
-        bench.client.config_set("latency-tracking", "no")
-        try:
-            fill(FILL_BATCH).wait(60)
-            bench.begin()
-            before = used()
-            proc = fill(count)
-            sample = Sample()
-            record_usage(sample, "p", proc.wait(300))
-            sample.extra["bytes"] = (used() - before) / count
-            bench.end(sample, count)
-            result = json.loads(proc.output().splitlines()[-1])
-            if result["waiting"] != FILL_BATCH + count:
-                raise RuntimeError(f"{result['waiting']} items waiting after putting {FILL_BATCH} + {count}")
-            sample.rate = count / result["seconds"]
-            bench.client.flushall()
-            args = ("produce", "--url", url, "--key", RAW_KEY, "--size", str(size))
-            bench.helper("fill-raw", *args, "--count", str(FILL_BATCH)).wait(60)
-            before = used()
-            bench.helper("fill-raw", *args, "--count", str(count)).wait(300)
-            sample.extra["bare bytes"] = (used() - before) / count
-        finally:
-            bench.client.config_set("latency-tracking", tracking)
-        return sample
-
-    return case
-
-
-def _bytes(s: Sample, _: Results) -> str:
-    mine, bare = s.extra.get("bytes"), s.extra.get("bare bytes")
-    if mine is None or bare is None:
-        return "-"
-    return f"{mine:.0f} B/item, bare LPUSH {bare:.0f} (+{mine - bare:.0f})"
-
-
-def memory_cases() -> list[Case]:
-    """The target (≤64 B per waiting item) is at 30 B; the larger sizes show their bytes beside no target."""
-    cases = []
-    for size, label, _, items in SIZES:
-        target = Target("", lambda s, _: None, figure=_bytes)
-        if size == 30:
-            target = Target(
-                "≤64 B/item", lambda s, _: s.extra["bytes"] <= 64 if "bytes" in s.extra else None, figure=_bytes
-            )
-        cases.append(Case(f"memory: {label} items waiting", memory(size, items), target))
-    return cases
 
 
 # -- payload sizes -----------------------------------------------------------------------------------------
@@ -245,7 +178,7 @@ CASES = [
     Case(PUT1_LPUSH, put1("baselines.py", "--mode", "lpush")),
     Case("put1: redis-py, await each EVALSHA (LPUSH script)", put1("baselines.py", "--mode", "evalsha")),
     Case("put1: redis-benchmark -c 1 -P 1 -t lpush", redis_benchmark),
-    *memory_cases(),
+    *memory_cases(SIZES),
     *size_cases(),
     Case(
         f"fair: {FAIR_CONSUMERS} consumer processes, each one's share",
