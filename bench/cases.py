@@ -50,7 +50,7 @@ def raw(mode: str, *, size: int = 30, items: int | None = None) -> Callable[[Ben
 def end_to_end(
     consumers: int,
     *,
-    uvloop: bool = False,
+    asyncio_loop: bool = False,
     rate: int = 0,
     options: tuple[str, ...] = (),
     tracing: bool = False,
@@ -69,7 +69,16 @@ def end_to_end(
         count = bench.scaled(items) if items else bench.sizes.latency if rate else bench.sizes.e2e
         summaries = [bench.summary_file() for _ in range(consumers)]
         procs = [
-            bench.cli("consumer", "--work", "0", "--summary-file", str(path), *options, uvloop=uvloop, tracing=tracing)
+            bench.cli(
+                "consumer",
+                "--work",
+                "0",
+                "--summary-file",
+                str(path),
+                *options,
+                asyncio_loop=asyncio_loop,
+                tracing=tracing,
+            )
             for path in summaries
         ]
         bench.registered(consumers)
@@ -78,7 +87,7 @@ def end_to_end(
         args = ["-n", str(count), "--size", size, *producer_options]
         if rate:
             args += ["--rate", str(rate)]
-        producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
+        producer = bench.cli("producer", *args, asyncio_loop=asyncio_loop, tracing=tracing)
         sample = Sample()
         record_usage(sample, "p", producer.wait(300))
         busy += sum(proc.cpu_now() for proc in procs)
@@ -94,13 +103,13 @@ def end_to_end(
 
 
 def producer_alone(
-    *, uvloop: bool = False, tracing: bool = False, options: tuple[str, ...] = ()
+    *, asyncio_loop: bool = False, tracing: bool = False, options: tuple[str, ...] = ()
 ) -> Callable[[Bench], Sample]:
     def case(bench: Bench) -> Sample:
         count = bench.sizes.producer
         bench.begin()
         args = ("-n", str(count), "--size", SIZE, "--no-wait", *options)
-        producer = bench.cli("producer", *args, uvloop=uvloop, tracing=tracing)
+        producer = bench.cli("producer", *args, asyncio_loop=asyncio_loop, tracing=tracing)
         sample = Sample()
         record_usage(sample, "p", producer.wait(300))
         bench.end(sample, count)

@@ -21,7 +21,7 @@ QUEUE = "bench"
 KEYS = Keys(QUEUE)
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
-SIZE = "30"  # payload: 30 random hex characters (about 55 bytes of JSON with the producer number)
+SIZE = "6"  # payload: {"data":"<6 hex>","producer":N}, 30 bytes of JSON (the 30-byte items)
 
 
 @dataclass(frozen=True)
@@ -103,23 +103,24 @@ class Bench:
         assert self.server.process is not None
         return self.server.process.pid
 
-    def env(self, *, uvloop: bool = False, tracing: bool = False) -> dict[str, str]:
+    def env(self, *, asyncio_loop: bool = False, tracing: bool = False) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCQ_", "OTEL_")) and k != "REDIS_URL"}
         base.update(REDIS_URL=self.server.url, ASYNCQ_QUEUE=QUEUE, PYTHONUNBUFFERED="1")
-        if uvloop:
-            base["ASYNCQ_UVLOOP"] = "1"
+        if asyncio_loop:
+            base["ASYNCQ_UVLOOP"] = "0"  # the CLIs run on uvloop unless told otherwise
         if tracing:
             base.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="asyncq-bench")
         return base
 
-    def spawn(self, name: str, argv: list[str], *, uvloop: bool = False, tracing: bool = False) -> Proc:
+    def spawn(self, name: str, argv: list[str], *, asyncio_loop: bool = False, tracing: bool = False) -> Proc:
         self._runs += 1
-        proc = Proc(f"{self._runs:03d}-{name}", argv, self.env(uvloop=uvloop, tracing=tracing), self.workdir)
+        env = self.env(asyncio_loop=asyncio_loop, tracing=tracing)
+        proc = Proc(f"{self._runs:03d}-{name}", argv, env, self.workdir)
         self._started.append(proc)
         return proc
 
-    def cli(self, name: str, *args: str, uvloop: bool = False, tracing: bool = False) -> Proc:
-        return self.spawn(name, [str(BIN / name), *args], uvloop=uvloop, tracing=tracing)
+    def cli(self, name: str, *args: str, asyncio_loop: bool = False, tracing: bool = False) -> Proc:
+        return self.spawn(name, [str(BIN / name), *args], asyncio_loop=asyncio_loop, tracing=tracing)
 
     def helper(self, name: str, *args: str, script: str = "baselines.py") -> Proc:
         return self.spawn(name, [sys.executable, str(HERE / script), *args])
