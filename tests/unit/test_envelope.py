@@ -159,3 +159,8 @@ def test_dead_letter_records_read_back() -> None:
     for bad in (b"nope", b"{}", b'{"id": "a"}', b"[]"):
         with pytest.raises(BadEnvelope, match="not a dead-letter record"):
             DeadLetter.parse(bad)
+
+
+@pytest.mark.parametrize("payload", [2**70, -(2**64), {"big": [2**100]}], ids=repr)
+def test_what_the_fast_decoder_refuses_still_decodes(payload: Any) -> None:
+    assert decode(encode(payload)).payload == payload  # integers past 64 bits: the standard library reads them
