@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from asyncq.core.connection import blocking_client
+from asyncq.core.envelope import listed_id
 from asyncq.core.events import Events
 from asyncq.core.keys import Keys
 from asyncq.core.scripts import Scripts
@@ -30,12 +31,15 @@ Claimed = tuple[int, bytes, bytes]  # (shard, envelope, ref)
 
 
 async def held_handles(client: aioredis.Redis, keys: Keys, consumer_id: str) -> list[bytes]:
-    """The handles of what ``consumer_id``'s processing hash and list hold now (see ``Message.handle``)."""
+    """The handles of what ``consumer_id``'s processing hash and list hold now (see ``Message.ref``: an item
+    of the list is listed under both of the handles it may have)."""
     pipe = client.pipeline(transaction=False)
     pipe.hkeys(keys.held(consumer_id))
     pipe.lrange(keys.processing(consumer_id), 0, -1)
     ids, listed = await pipe.execute()
-    return [*ids, *(b"=" + raw for raw in listed)]
+    handles = [*ids, *(b"=" + raw for raw in listed)]
+    handles += [b"#" + item_id for raw in listed if (item_id := listed_id(raw))]
+    return handles
 
 
 class Claiming(Protocol):

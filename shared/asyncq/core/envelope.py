@@ -72,9 +72,9 @@ class Message(NamedTuple):
     built once per item on the hot path, where a frozen dataclass costs several times more).
 
     ``raw`` is the exact text stored in Redis. ``shard`` is the shard of the queue it came from (0 for an
-    unsharded queue): its acknowledgement, retry or dead letter goes there. ``ref`` is how the consumer's
-    processing hash knows it (its id); empty for an item held in the processing list, known by its text
-    (``asyncq.core.keys``). ``handle`` is what the scripts are given for either.
+    unsharded queue): its acknowledgement, retry or dead letter goes there. ``ref`` is how the consuming
+    scripts know it in this consumer's processing hash (its id) or list (``#`` and its id; ``=`` and its
+    text when the id is not one the scripts read): see ``asyncq.core.keys`` and lua/lib.lua's ``unhold``.
     """
 
     id: str
@@ -89,8 +89,7 @@ class Message(NamedTuple):
 
     @property
     def handle(self) -> bytes:
-        """What the consuming scripts take for this item: its id in the processing hash, else '=' and its
-        text (in the processing list)."""
+        """What the consuming scripts take for this item (``ref``; a Message made by hand: its text)."""
         return self.ref or b"=" + self.raw
 
     @property
@@ -149,8 +148,8 @@ def encode(
 
 
 def decode(raw: bytes, shard: int = 0, ref: bytes = b"") -> Message:
-    """Decode an envelope read from Redis (from shard ``shard``, held in the processing hash as ``ref``);
-    ``BadEnvelope`` says why a value is not one.
+    """Decode an envelope read from Redis (from shard ``shard``, held in the processing hash as ``ref``, or,
+    without one, in the processing list); ``BadEnvelope`` says why a value is not one.
 
     There is no size limit here: ``max_item_bytes`` bounds what a producer puts, and an item a producer with
     a higher limit put is still an item to deliver.
@@ -161,6 +160,8 @@ def decode(raw: bytes, shard: int = 0, ref: bytes = b"") -> Message:
         except ValueError as exc:
             raise BadEnvelope(str(exc)) from None
         trace = is_trace(old.trace)
+        if not ref:
+            ref = b"#" + old.item_id.encode() if _ID_TEXT.fullmatch(old.item_id.encode()) else b"=" + raw
         return Message(old.item_id, old.payload, old.enqueued_at, old.attempts, raw, shard, trace, old.key, ref)
     fields = raw.split(b"|", 5)
     if len(fields) != 6:
@@ -179,7 +180,17 @@ def decode(raw: bytes, shard: int = 0, ref: bytes = b"") -> Message:
         raise BadEnvelope(f"not an envelope: {exc}") from exc
     except RecursionError:
         raise BadEnvelope("JSON nested too deeply") from None
+    ref = ref or b"#" + item_id
     return Message(item_id.decode(), payload, enqueued_at, int(attempts[1:]), raw, shard, trace, keyed, ref)
+
+
+_LUA_ID = re.compile(rb'~\d+\|([A-Za-z0-9_.-]+)\||\{"attempts":\d+,"id":"([A-Za-z0-9_.-]+)"')
+
+
+def listed_id(raw: bytes) -> bytes | None:
+    """The id the Lua ``item_id`` reads in ``raw`` (either form), or None."""
+    match = _LUA_ID.match(raw)
+    return None if match is None else match.group(1) or match.group(2)
 
 
 def _payload(body: bytes) -> Any:

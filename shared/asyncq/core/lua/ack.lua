@@ -1,4 +1,4 @@
--- ACK: take each item out of the consumer's processing hash (by id) or list ('=' then the text) and count as
+-- ACK: take each item out of the consumer's processing hash (by id) or list ('#' then the id) and count as
 -- done only those actually taken (a late ack of an item that recovery took back counts nothing); publish
 -- 'done' when nothing is unfinished. With the keys and keys-done keys (a batch holding an item put with an
 -- idempotency key), forget the keys of the items taken (or remember them for their dedup_ttl).
@@ -11,7 +11,8 @@ local removed = 0
 local now = KEYS[6] and now_ms()
 for i = 1, #ARGV do
   local handle = ARGV[i]
-  if now or string.byte(handle, 1) == 61 then
+  local first = string.byte(handle, 1)
+  if now or first == 35 or first == 61 then
     local env = unhold(handle, KEYS[5], KEYS[1])
     if env then
       removed = removed + 1

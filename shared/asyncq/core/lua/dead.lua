@@ -1,4 +1,4 @@
--- DEAD: if the value is still ours (in the processing hash by id, or the list: '=' then its text), move it
+-- DEAD: if the value is still ours (by its handle in the processing hash or list: see lib.lua's unhold), move it
 -- to the dead letters as `record`; when counted (an envelope put through the queue), it is done for join().
 -- With the keys and keys-done keys, the item's idempotency key is forgotten (or kept for its dedup_ttl).
 -- KEYS: processing, dead, unfinished, totals, channel, held[, keys, keys-done]

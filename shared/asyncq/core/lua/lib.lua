@@ -43,13 +43,25 @@ local function hold(envs, hash, list, held, listed)
 end
 
 --- unhold
--- Take the item known by `handle` out of the consumer's processing hash (its id) or list ('=' then its
--- text); returns its envelope, or nil if it was not there (recovery took it back).
+-- Take the item known by `handle` out of the consumer's processing hash (its id) or list ('#' then its id,
+-- or '=' then its text for a value without one: the list is short, a blocking pop's items and twins);
+-- returns its envelope, or nil if it was not there (recovery took it back).
 local function unhold(handle, hash, list)
-  if string.byte(handle, 1) == 61 then
+  local first = string.byte(handle, 1)
+  if first == 61 then
     local value = string.sub(handle, 2)
     if redis.call('LREM', list, -1, value) == 0 then return nil end
     return value
+  elseif first == 35 then
+    local id = string.sub(handle, 2)
+    local listed = redis.call('LRANGE', list, 0, -1)
+    for i = #listed, 1, -1 do
+      if item_id(listed[i]) == id then
+        redis.call('LREM', list, -1, listed[i])
+        return listed[i]
+      end
+    end
+    return nil
   end
   local env = redis.call('HGET', hash, handle)
   if env then redis.call('HDEL', hash, handle) end
@@ -82,13 +94,19 @@ local function take_back(list, hash, limit, give)
 end
 
 --- give_back
--- Every item of a processing list and hash but those in `keep` (hash: by id; list: '=' then the text),
--- handed to `give`; the list keeps the order of what stays. Returns how many were given.
+-- Every item of a processing list and hash but those in `keep` (handles: see unhold), handed to `give`;
+-- the list keeps the order of what stays. Returns how many were given.
 local function give_back(list, hash, keep, give)
   local given = 0
   local listed, kept = redis.call('LRANGE', list, 0, -1), {}
   for i = 1, #listed do
-    if keep['=' .. listed[i]] then kept[#kept + 1] = listed[i] else give(listed[i]); given = given + 1 end
+    local id = item_id(listed[i])
+    if keep['=' .. listed[i]] or (id and keep['#' .. id]) then
+      kept[#kept + 1] = listed[i]
+    else
+      give(listed[i])
+      given = given + 1
+    end
   end
   redis.call('DEL', list)
   for i = 1, #kept do redis.call('RPUSH', list, kept[i]) end

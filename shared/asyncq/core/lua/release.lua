@@ -1,7 +1,7 @@
 -- RELEASE: give every item of the processing list and hash not listed back to the head of the line, unbumped
 -- (a consumer returning what it has not started).
 -- KEYS: processing, queue, held[, channel: publish 'ready' when the queue was empty, as PUT does]
--- ARGV: handle to keep (an id, or '=' then the text)...
+-- ARGV: handle to keep (see lib.lua's unhold)...
 -- Reply: how many went back
 -- flags: allow-oom
 -- uses: give_back

@@ -1,7 +1,7 @@
 -- RELEASE_RANKED: RELEASE for a priority queue: give every item of the processing list and hash not listed
 -- back to the head of its priority, unbumped.
 -- KEYS: processing, ranked, channel, seq, held
--- ARGV: handle to keep (an id, or '=' then the text)...
+-- ARGV: handle to keep (see lib.lua's unhold)...
 -- Reply: how many went back
 -- flags: allow-oom
 -- uses: rank, give_back

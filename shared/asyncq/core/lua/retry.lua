@@ -1,4 +1,4 @@
--- RETRY: if the item is still ours (in the processing hash by id, or the list: '=' then its text), bump its
+-- RETRY: if the item is still ours (by its handle in the processing hash or list: see lib.lua's unhold), bump its
 -- attempts and schedule it `delay` ms from now (Redis's clock). A byte-identical twin already scheduled
 -- absorbs it: the copy is then done for join().
 -- KEYS: processing, delayed, totals, unfinished, channel, held
