@@ -193,7 +193,7 @@ class Fetcher:
                 outage.recovered()
             except (RedisError, OSError) as exc:
                 self._claimer.connection_lost()
-                # A pop whose reply was lost may have moved an item to our processing list that nobody holds.
+                # A claim whose reply was lost may have moved items to our processing hash or list that nobody holds.
                 self._reconcile_needed = True
                 if isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc):
                     await self._claimer.report_wrong_type()

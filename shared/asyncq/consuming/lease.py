@@ -16,8 +16,8 @@ class Lease:
     """Holds from a heartbeat Redis accepted until that heartbeat's TTL would run out (less a margin).
 
     A heartbeat that finds the key had expired revokes it: recovery may have given the items to others, so
-    it holds again only once the fetcher has reconciled what it holds with the processing list. A refusal
-    the heartbeat cannot get past (NOPERM) fails it for good.
+    it holds again only once the fetcher has reconciled what it holds with the processing hash and list. A
+    refusal the heartbeat cannot get past (NOPERM) fails it for good.
     """
 
     def __init__(self, ttl: float, margin: float) -> None:
@@ -45,7 +45,7 @@ class Lease:
 
     def restore(self, generation: int) -> None:
         """A reconcile that began at ``generation`` finished: the lease holds again, unless it was revoked
-        once more meanwhile (that reconcile may have read the processing list before the new lapse)."""
+        once more meanwhile (that reconcile may have read the processing hash and list before the new lapse)."""
         if generation == self.generation:
             self.revoked = False
             self._changed.set()

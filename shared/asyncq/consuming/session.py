@@ -1,8 +1,8 @@
 """The consuming side of a RedisQueue in one process, created on the first ``get()``.
 
 It builds the parts and gives each its own job: the ``Liveness`` heartbeat renews the ``Lease``; the
-``Sweeper`` recovers dead consumers' items; the ``Fetcher`` owns the claimed buffer, the processing list and
-their reconciliation; ``Holdings`` keeps what was handed out and sends the acknowledgements. The parts
+``Sweeper`` recovers dead consumers' items; the ``Fetcher`` owns the claimed buffer, the processing hash
+and list and their reconciliation; ``Holdings`` keeps what was handed out and sends the acknowledgements. The parts
 share state (the lease, the holdings), never callbacks.
 """
 

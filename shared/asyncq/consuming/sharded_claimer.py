@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class Presence:
-    """The shards whose processing list may hold this consumer's items (``active``, with when each was last
+    """The shards whose processing hash and list may hold this consumer's items (``active``, with when each was last
     used) and those among them where it keeps a heartbeat (``beating``); the home shard is always in both."""
 
     def __init__(self, ttl_ms: int) -> None:

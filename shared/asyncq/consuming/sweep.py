@@ -3,7 +3,7 @@ expired) back to the head of the line.
 
 The sweep runs in a task of its own, under a lock that lives one interval and is never released, so the
 whole fleet sweeps once per interval whatever its size. Each sweep checks the registered consumers in one
-round trip and SCANs a bounded slice of the key space for unregistered processing lists, going on where the
+round trip and SCANs a bounded slice of the key space for unregistered processing hashes and lists, going on where the
 last sweep stopped, so a Redis with millions of other keys costs a few milliseconds per sweep. A live
 consumer's items are never taken, however long its jobs run: only an expired heartbeat counts, never elapsed
 time (RECOVER checks it atomically).

@@ -1,6 +1,6 @@
 """The other kinds of asyncio.queues across processes: ``RedisPriorityQueue`` and ``RedisLifoQueue``.
 
-Each keeps the whole contract of ``RedisQueue`` (processing lists, recovery, retries, dead letters, join,
+Each keeps the whole contract of ``RedisQueue`` (processing hashes and lists, recovery, retries, dead letters, join,
 maxsize, delayed and keyed puts); only the order items are taken in differs. The kind is recorded in Redis
 on first use: opening the queue as another kind raises ``QueueKindError``.
 """
