@@ -64,7 +64,7 @@ def _held(cluster: LocalCluster, pid: int) -> tuple[str | None, dict[int, int]]:
         with cluster.master_of(keys.queue).client() as c:
             for key in c.scan_iter(match=keys.claims_pattern, count=1000):
                 consumer = keys.consumer_of(key)
-                n = c.hlen(key) if b":held:" in key else c.llen(key)
+                n = c.hlen(key) if ":held:" in str(key) else c.llen(key)
                 if owned.search(consumer) and n:
                     found, held[keys.index] = consumer, held.get(keys.index, 0) + n
     return found, held
