@@ -29,10 +29,11 @@ CONSOLE = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "asyncq-test"
 
 
 def spans(proc: Proc | str) -> list[dict[str, Any]]:
-    """The spans a process wrote on stderr with the console exporter."""
+    """The spans a process wrote on stderr with the console exporter (whole lines only: a process still
+    running may be half-way through writing the last one)."""
     text = proc if isinstance(proc, str) else proc.stderr()
     found = []
-    for line in text.splitlines():
+    for line in text.split("\n")[:-1]:
         if line.startswith("{"):
             record = json.loads(line)
             if "context" in record:
