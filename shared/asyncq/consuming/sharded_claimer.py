@@ -59,7 +59,7 @@ class ShardedClaimer:
         self._poll = 0  # the shard the next idle timeout looks at
         self._due: dict[int, float] = {}  # shard -> monotonic time its earliest retry falls due
         self._wake = asyncio.Event()
-        self._readies = [0] * len(parts)  # 'ready' notifications seen per shard
+        self._readies = [0] * len(parts)  # 'ready' and 'due' notifications seen per shard
         self._listening = False
         self._tidied = time.monotonic()
         self._wrong_type_reported = False
@@ -189,6 +189,7 @@ class ShardedClaimer:
 
     def wake(self, shard: int = 0) -> None:
         """A notification says shard ``shard``'s next due time changed (or the queue was shut down)."""
+        self._readies[shard] += 1  # counted like a 'ready': a FETCH already on its way may predate it
         self._maybe.add(shard)
         self._wake.set()
 
